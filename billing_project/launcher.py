@@ -67,6 +67,7 @@ def run() -> int:
     port = os.environ.get("PORT", "8000")
     os.environ.setdefault("BILLING_PUBLIC_URL", f"http://127.0.0.1:{port}")
     manage("migrate", "--noinput", "-v", "0")
+    manage("collectstatic", "--noinput", "-v", "0")
     manage("bootstrap")
     processes = {
         "web": [str(BIN / "gunicorn"), "billing_project.wsgi", "--bind", f"127.0.0.1:{port}",
@@ -110,6 +111,7 @@ def run() -> int:
 def test(pytest_args: list[str]) -> int:
     server = ensure_database("billing")  # noqa: F841
     ensure_environment()
+    os.environ.setdefault("DB_CONN_MAX_AGE", "0")  # live-server threads leave no session behind
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "pytest", *pytest_args], cwd=ROOT)
     log(f"pytest finished in {time.monotonic() - started:.0f}s with exit code {result.returncode}")
