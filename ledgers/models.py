@@ -98,3 +98,159 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self):
         return f"{self.key} ({self.response_status})"
+
+
+# --------------------------------------------------------------------------------------------
+# Credit ledgers (API.md §4). Services live in grants/services.py; blocks in grants.models.
+# --------------------------------------------------------------------------------------------
+
+AMOUNT = {"max_digits": 30, "decimal_places": 12}
+
+
+class Ledger(models.Model):
+    """One credit ledger per (customer, currency): the lock target of every balance write.
+
+    `balance` is the ending balance of the last entry: the open blocks' balances minus `debt`
+    (usage no block covered, paid off first by the next block to become active). `pending`
+    is the sum of open holds.
+    """
+
+    id = models.CharField(primary_key=True, max_length=40, default=id_factory("ldg"),
+                          editable=False)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="ledgers")
+    currency = models.CharField(max_length=32)
+    last_sequence_number = models.BigIntegerField(default=0)
+    balance = models.DecimalField(default=0, **AMOUNT)
+    debt = models.DecimalField(default=0, **AMOUNT)
+    pending = models.DecimalField(default=0, **AMOUNT)
+    caught_up_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="expiries and activations settled up to here")
+    created_at = models.DateTimeField(default=tz.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "currency"],
+                                    name="ledger_customer_currency_unique"),
+            models.CheckConstraint(condition=Q(debt__gte=0), name="ledger_debt_non_negative"),
+            models.CheckConstraint(condition=Q(pending__gte=0),
+                                   name="ledger_pending_non_negative"),
+            models.CheckConstraint(condition=Q(last_sequence_number__gte=0),
+                                   name="ledger_sequence_non_negative"),
+            models.CheckConstraint(condition=~Q(currency=""), name="ledger_currency_not_blank"),
+        ]
+
+    def __str__(self):
+        return f"{self.customer_id} {self.currency}"
+
+
+class LedgerEntry(models.Model):
+    """An immutable credit ledger entry (Orb's ledger entry). A trigger rejects UPDATE/DELETE."""
+
+    class EntryType(models.TextChoices):
+        INCREMENT = "increment"
+        DECREMENT = "decrement"
+        EXPIRATION_CHANGE = "expiration_change"
+        CREDIT_BLOCK_EXPIRY = "credit_block_expiry"
+        VOID = "void"
+        VOID_INITIATED = "void_initiated"
+        AMENDMENT = "amendment"
+
+    class EntryStatus(models.TextChoices):
+        COMMITTED = "committed"
+        PENDING = "pending"
+
+    id = models.CharField(primary_key=True, max_length=40, default=id_factory("le"),
+                          editable=False)
+    ledger = models.ForeignKey(Ledger, on_delete=models.PROTECT, related_name="entries")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+")
+    currency = models.CharField(max_length=32)
+    sequence_number = models.BigIntegerField()
+    entry_type = models.CharField(max_length=32, choices=EntryType.choices)
+    entry_status = models.CharField(max_length=16, choices=EntryStatus.choices,
+                                    default=EntryStatus.COMMITTED)
+    amount = models.DecimalField(**AMOUNT)
+    starting_balance = models.DecimalField(**AMOUNT)
+    ending_balance = models.DecimalField(**AMOUNT)
+    debt_after = models.DecimalField(default=0, **AMOUNT,
+                                     help_text="the ledger's debt after this entry (internal)")
+    credit_block = models.ForeignKey("grants.CreditBlock", null=True, blank=True,
+                                     on_delete=models.PROTECT, related_name="entries")
+    hold = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT,
+                             related_name="settled_by",
+                             help_text="the pending decrement this entry commits")
+    description = models.TextField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    event_id = models.CharField(max_length=255, null=True, blank=True)
+    invoice_id = models.CharField(max_length=40, null=True, blank=True)
+    price_id = models.CharField(max_length=255, null=True, blank=True)
+    new_block_expiry_date = models.DateTimeField(null=True, blank=True)
+    void_reason = models.CharField(max_length=32, null=True, blank=True)
+    void_amount = models.DecimalField(null=True, blank=True, **AMOUNT)
+    actor = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=tz.now, editable=False)
+
+    class Meta:
+        verbose_name_plural = "ledger entries"
+        indexes = [
+            models.Index(fields=["created_at", "id"], name="ledgerentry_created_idx"),
+            models.Index(fields=["customer", "created_at", "id"],
+                         name="ledgerentry_customer_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["ledger", "sequence_number"],
+                                    name="ledgerentry_sequence_unique"),
+            models.CheckConstraint(condition=Q(sequence_number__gte=1),
+                                   name="ledgerentry_sequence_positive"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="ledgerentry_amount_positive"),
+            models.CheckConstraint(condition=Q(debt_after__gte=0),
+                                   name="ledgerentry_debt_non_negative"),
+            # The running balance moves by exactly the entry's amount, in its direction.
+            models.CheckConstraint(
+                condition=(
+                    Q(entry_type__in=["increment", "amendment"],
+                      ending_balance=models.F("starting_balance") + models.F("amount"))
+                    | Q(entry_type__in=["decrement", "credit_block_expiry", "void"],
+                        entry_status="committed",
+                        ending_balance=models.F("starting_balance") - models.F("amount"))
+                    | Q(entry_type__in=["expiration_change", "void_initiated"],
+                        ending_balance=models.F("starting_balance"))
+                    | Q(entry_type="decrement", entry_status="pending",
+                        ending_balance=models.F("starting_balance"))
+                ),
+                name="ledgerentry_balance_arithmetic",
+            ),
+            models.CheckConstraint(
+                condition=Q(entry_status="committed") | Q(entry_type="decrement"),
+                name="ledgerentry_only_decrements_pending",
+            ),
+            models.CheckConstraint(
+                condition=Q(credit_block__isnull=False) | Q(entry_type="decrement"),
+                name="ledgerentry_block_required",
+            ),
+            models.UniqueConstraint(fields=["credit_block"],
+                                    condition=Q(entry_type="credit_block_expiry"),
+                                    name="ledgerentry_one_expiry_per_block"),
+            models.UniqueConstraint(fields=["credit_block"],
+                                    condition=Q(entry_type="increment"),
+                                    name="ledgerentry_one_increment_per_block"),
+        ]
+
+    def __str__(self):
+        return f"{self.ledger_id} #{self.sequence_number} {self.entry_type} {self.amount}"
+
+
+class HoldSettlement(models.Model):
+    """How a hold (a pending decrement) ended: committed or released. One per hold."""
+
+    class Outcome(models.TextChoices):
+        COMMITTED = "committed"
+        RELEASED = "released"
+
+    hold = models.OneToOneField(LedgerEntry, primary_key=True, on_delete=models.PROTECT,
+                                related_name="settlement")
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    actor = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=tz.now, editable=False)
+
+    def __str__(self):
+        return f"{self.hold_id} {self.outcome}"
