@@ -105,6 +105,8 @@ DATABASES = {
 if not DATABASES["default"]["ENGINE"].endswith("postgresql"):
     raise RuntimeError("DATABASE_URL must point at PostgreSQL")
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
+# Short OLTP queries: PostgreSQL's JIT costs ~25 ms per usage query at 1M events.
+DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -133,6 +135,8 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
 BILLING_INGEST_GRACE_PERIOD = env_duration("BILLING_INGEST_GRACE_PERIOD", "P1D")
 BILLING_IDEMPOTENCY_TTL = env_duration("BILLING_IDEMPOTENCY_TTL", "P1D")
 BILLING_INVOICE_GRACE_PERIOD = env_duration("BILLING_INVOICE_GRACE_PERIOD", "P1D")
+BILLING_SELLER_NAME = os.environ.get("BILLING_SELLER_NAME", "Usage Billing")
+BILLING_SELLER_ADDRESS = os.environ.get("BILLING_SELLER_ADDRESS", "")
 BILLING_PUBLIC_URL = os.environ.get("BILLING_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 
 REST_FRAMEWORK = {
