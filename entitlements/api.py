@@ -44,6 +44,7 @@ class FeatureIn(serializers.Serializer):
 
 
 class FeatureOut(serializers.ModelSerializer):
+    meter_id = serializers.CharField(read_only=True, allow_null=True)
     created_at = TimestampField()
     archived_at = TimestampField()
 

@@ -9,7 +9,6 @@ import logging
 
 from django.db.models import Q
 
-from billing_project.errors import DomainError
 from billing_project.jobs import job
 from entitlements import selectors, services
 from entitlements.burndown import grant_refills
@@ -19,10 +18,10 @@ logger = logging.getLogger("billing.entitlements.jobs")
 
 
 def _safely(fn, entitlement, **kwargs):
-    """One entitlement's failure (e.g. its meter is gone) must not stop the others."""
+    """One entitlement's failure must not stop the others: logged, counted, retried next run."""
     try:
         return fn(entitlement=entitlement, **kwargs), False
-    except DomainError:
+    except Exception:  # noqa: BLE001 - each unit of work is its own transaction
         logger.exception("entitlement %s skipped", entitlement.pk)
         return None, True
 

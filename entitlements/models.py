@@ -7,31 +7,13 @@ burn-down itself is `grants.engine`.
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone as tz
-from psycopg.types.json import Jsonb
 
-from billing_project.api import json_dumps, json_loads
 from billing_project.ids import id_factory
 from ledgers.models import Customer
+from metering.models import ExactJSONField, Meter
 
 AMOUNT = {"max_digits": 30, "decimal_places": 12}
 FEATURE_KEY_PATTERN = r"^[a-z0-9]+(?:_[a-z0-9]+)*$"
-
-
-class ExactJSONField(models.JSONField):
-    """JSONB whose numbers stay exact: Decimal in, exact JSON number out, Decimal back."""
-
-    def from_db_value(self, value, expression, connection):
-        if value is None or not isinstance(value, (str, bytes)):
-            return value
-        return json_loads(value.encode() if isinstance(value, str) else value)
-
-    def get_db_prep_value(self, value, connection, prepared=False):
-        if value is None:
-            return None
-        return Jsonb(value, dumps=lambda v: json_dumps(v).decode())
-
-    def validate(self, value, model_instance):
-        models.Field.validate(self, value, model_instance)
 
 
 class Feature(models.Model):
@@ -42,8 +24,9 @@ class Feature(models.Model):
     key = models.CharField(max_length=64)
     name = models.CharField(max_length=255)
     meter_slug = models.CharField(max_length=255, null=True, blank=True)
-    meter_id = models.CharField(max_length=40, null=True, blank=True,
-                                help_text="the metering.Meter resolved from meter_slug at creation")
+    meter = models.ForeignKey(Meter, null=True, blank=True, on_delete=models.PROTECT,
+                              related_name="+",
+                              help_text="the meter resolved from meter_slug at creation")
     meter_group_by_filters = models.JSONField(default=dict, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     archived_at = models.DateTimeField(null=True, blank=True)
@@ -59,6 +42,10 @@ class Feature(models.Model):
             models.CheckConstraint(
                 condition=Q(meter_slug__isnull=False) | Q(meter_group_by_filters={}),
                 name="feature_filters_need_meter"),
+            models.CheckConstraint(
+                condition=Q(meter_slug__isnull=True, meter__isnull=True)
+                | Q(meter_slug__isnull=False, meter__isnull=False),
+                name="feature_meter_slug_and_id"),
         ]
 
     def __str__(self):

@@ -2,21 +2,24 @@ import factory
 
 from entitlements.models import Entitlement, Feature
 from tests.ledgers.factories import CustomerFactory
+from tests.metering.factories import MeterFactory
 
 
 class FeatureFactory(factory.django.DjangoModelFactory):
-    """A metered feature on meter slug ``tokens`` (the meter is not looked up here)."""
+    """A metered feature on a sum meter of its own (pass `meter=` to share one)."""
 
     class Meta:
         model = Feature
 
     key = factory.Sequence(lambda n: f"feature_{n}")
     name = factory.Sequence(lambda n: f"Feature {n}")
-    meter_slug = "tokens"
+    meter = factory.SubFactory(MeterFactory, event_name="tokens")
+    meter_slug = factory.LazyAttribute(lambda feature: feature.meter.slug if feature.meter
+                                       else None)
 
 
 class StaticFeatureFactory(FeatureFactory):
-    meter_slug = None
+    meter = None
 
 
 class EntitlementFactory(factory.django.DjangoModelFactory):

@@ -27,7 +27,7 @@ def staff_client(client):
 @pytest.fixture
 def entitlement():
     meter = MeterFactory()
-    feature = FeatureFactory(meter_slug=meter.slug, meter_id=meter.pk, key="api_calls")
+    feature = FeatureFactory(meter=meter, key="api_calls")
     customer = CustomerFactory(external_customer_id="acme")
     now = timezone.now()
     ent = services.entitlement_create(actor="t", customer=customer, type="metered",

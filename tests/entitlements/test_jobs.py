@@ -22,7 +22,7 @@ READ_TIMES = [T0 + timedelta(days=d, hours=h) for d in (0, 3, 7, 20, 31, 35, 45,
 
 def _world():
     meter = MeterFactory(event_name="calls", aggregation="sum", value_property="n")
-    feature = FeatureFactory(meter_slug=meter.slug, meter_id=meter.pk)
+    feature = FeatureFactory(meter=meter)
     customer = CustomerFactory()
     entitlement = services.entitlement_create(
         actor="t", customer=customer, type="metered", feature_key=feature.key,
@@ -163,13 +163,17 @@ def test_concurrent_grant_and_snapshot_never_leave_a_stale_snapshot():
 
 
 @pytest.mark.django_db
-def test_a_broken_entitlement_does_not_stop_the_jobs():
+def test_a_broken_entitlement_does_not_stop_the_jobs(monkeypatch):
     good = _world()
-    broken_feature = FeatureFactory(meter_slug="gone", meter_id=None)
-    services.entitlement_create(actor="t", customer=CustomerFactory(), type="metered",
-                                feature_key=broken_feature.key,
-                                usage_period={"interval": "month", "anchor": T0},
-                                measure_usage_from=T0, now=T0)
+    broken = _world()
+    real_burn = selectors.burn
+
+    def burn(entitlement, **kwargs):
+        if entitlement.pk == broken.pk:
+            raise RuntimeError("corrupt entitlement")
+        return real_burn(entitlement, **kwargs)
+
+    monkeypatch.setattr(selectors, "burn", burn)
     result = job_registry.run("snapshot_balances", as_of=AS_OF)
     assert result["failed"] == 1 and result["snapshots"] == 1
     assert BalanceSnapshot.objects.filter(entitlement=good).exists()

@@ -26,7 +26,7 @@ def _ingest_all(customer, events, name):
                          ids=[c.name for c in CASES if c.name != "no_grants"])
 def test_value_with_real_events(case):
     meter = MeterFactory(event_name="llm_tokens", aggregation="sum", value_property="amount")
-    feature = FeatureFactory(meter_slug=meter.slug, meter_id=meter.pk)
+    feature = FeatureFactory(meter=meter)
     customer = CustomerFactory()
     entitlement, _ = build(case, feature=feature, customer=customer)
     _ingest_all(customer, case.events, "llm_tokens")
@@ -106,7 +106,7 @@ def test_changing_past_usage_drops_later_snapshots(change):
 
     meter = MeterFactory(event_name="llm_tokens", aggregation="sum", value_property="amount")
     customer = CustomerFactory()
-    feature = FeatureFactory(meter_slug=meter.slug, meter_id=meter.pk)
+    feature = FeatureFactory(meter=meter)
     entitlement = services.entitlement_create(
         actor="t", customer=customer, type="metered", feature_key=feature.key,
         usage_period={"interval": "month", "anchor": T0}, measure_usage_from=T0, now=T0)

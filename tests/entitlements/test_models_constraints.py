@@ -37,6 +37,8 @@ CASES = {
     "feature_key_unique_active": lambda m: Feature.objects.create(key=m.feature.key, name="x"),
     "feature_filters_need_meter": lambda m: Feature.objects.create(
         key="x", name="x", meter_group_by_filters={"a": "b"}),
+    "feature_meter_slug_and_id": lambda m: Feature.objects.create(
+        key="x", name="x", meter_slug="no_such_meter"),
     "entitlement_one_active_per_feature": lambda m: EntitlementFactory(
         customer=m.customer, feature=m.feature),
     "entitlement_metered_has_usage_period": lambda m: EntitlementFactory(type="metered"),
