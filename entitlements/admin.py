@@ -3,16 +3,13 @@ actions with a confirmation page, a required reason and an audit record (in the 
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
-from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from billing_project.admin import render_confirmation
 from billing_project.errors import DomainError
 from entitlements import selectors, services
 from entitlements.models import Entitlement, EntitlementGrant, EntitlementReset, Feature
 from ledgers.admin import ReadOnlyAdmin
-
-CONFIRMATION_TEMPLATE = "admin/entitlements/action_confirmation.html"
 
 
 class ReasonForm(forms.Form):
@@ -26,18 +23,6 @@ class ResetForm(ReasonForm):
     retain_anchor = forms.BooleanField(required=False,
                                        help_text="Keep the usage-period anchor (else the new "
                                                  "period starts its schedule now).")
-
-
-def _confirm(model_admin, request, queryset, *, form, action, title, intro, lines, submit):
-    context = {
-        **model_admin.admin_site.each_context(request), "title": title,
-        "opts": model_admin.model._meta, "form": form, "action": action, "intro": intro,
-        "lines": lines, "submit_label": submit,
-        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        "selected": [str(pk) for pk in queryset.values_list("pk", flat=True)],
-        "media": model_admin.media,
-    }
-    return TemplateResponse(request, CONFIRMATION_TEMPLATE, context)
 
 
 @admin.register(Feature)
@@ -173,11 +158,12 @@ class EntitlementAdmin(ReadOnlyAdmin):
                 return None
         else:
             form = ResetForm()
-        return _confirm(self, request, queryset, form=form, action="reset_usage",
-                        title="Reset usage", submit="Reset",
-                        intro="A new usage period starts now for these entitlements; "
-                              "grants roll over by their rules.",
-                        lines=[f"{e.pk} — {e.customer} — {e.feature.key}" for e in queryset])
+        return render_confirmation(self, request, queryset, form=form, action="reset_usage",
+                                   title="Reset usage", submit_label="Reset",
+                                   intro="A new usage period starts now for these "
+                                         "entitlements; grants roll over by their rules.",
+                                   lines=[f"{e.pk} — {e.customer} — {e.feature.key}"
+                                          for e in queryset])
 
 
 @admin.register(EntitlementGrant)
@@ -221,9 +207,9 @@ class EntitlementGrantAdmin(ReadOnlyAdmin):
                 return None
         else:
             form = ReasonForm()
-        return _confirm(self, request, queryset, form=form, action="void_grants",
-                        title="Void grants", submit="Void",
-                        intro="Voiding is not retroactive: usage already burned stays "
-                              "attributed; the remaining balance leaves now.",
-                        lines=[f"{g.pk} — {g.amount.normalize()} on {g.entitlement_id}"
-                               for g in queryset])
+        return render_confirmation(self, request, queryset, form=form, action="void_grants",
+                                   title="Void grants", submit_label="Void",
+                                   intro="Voiding is not retroactive: usage already burned "
+                                         "stays attributed; the remaining balance leaves now.",
+                                   lines=[f"{g.pk} — {g.amount.normalize()} on "
+                                          f"{g.entitlement_id}" for g in queryset])

@@ -7,12 +7,11 @@ same service as the API, which writes the audit record in the same transaction.
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.db import transaction
-from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
+from billing_project.admin import render_confirmation
 from billing_project.decimals import DecimalInputError, parse_decimal
 from billing_project.errors import DomainError
 from grants import selectors, services
@@ -120,16 +119,7 @@ def _confirm(modeladmin, request, queryset, *, form_class, title, apply):
             modeladmin.message_user(request, f"{title}: done for {len(queryset)} item(s).",
                                     messages.SUCCESS)
             return None
-    context = {
-        **modeladmin.admin_site.each_context(request),
-        "title": title,
-        "objects": list(queryset),
-        "form": form,
-        "opts": modeladmin.model._meta,
-        "action": request.POST.get("action"),
-        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-    }
-    return TemplateResponse(request, "admin/grants/credit_action_confirmation.html", context)
+    return render_confirmation(modeladmin, request, queryset, form=form, title=title)
 
 
 def _clean(data):

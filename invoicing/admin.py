@@ -7,12 +7,11 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 
+from billing_project.admin import render_confirmation
 from billing_project.api import public_url
 from billing_project.errors import DomainError
 from invoicing import services
@@ -257,13 +256,8 @@ def confirm_action(modeladmin, request, queryset, *, action, title, form_class, 
         for failure in failed:
             modeladmin.message_user(request, failure, messages.ERROR)
         return None
-    context = {
-        **modeladmin.admin_site.each_context(request),
-        "title": f"{title}: are you sure?", "action_title": title, "objects": queryset,
-        "form": form, "action": action, "opts": modeladmin.model._meta,
-        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-    }
-    return TemplateResponse(request, "invoicing/admin/confirm_action.html", context)
+    return render_confirmation(modeladmin, request, queryset, form=form,
+                               title=f"{title}: are you sure?", action=action)
 
 
 class LineItemInline(ReadOnlyInline):

@@ -3,10 +3,9 @@
 import msgspec
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
-from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
+from billing_project.admin import render_confirmation
 from billing_project.api import json_dumps, json_loads
 from billing_project.errors import DomainError
 from ledgers.admin import ReadOnlyAdmin
@@ -83,15 +82,12 @@ class EventAdmin(ReadOnlyAdmin):
     def has_amend_permission(self, request):
         return request.user.has_perm("metering.change_event")
 
-    def _confirm(self, request, queryset, *, form, action, title, template):
-        context = {
-            **self.admin_site.each_context(request), "title": title, "opts": self.model._meta,
-            "queryset": queryset, "form": form, "action": action,
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "selected": [str(pk) for pk in queryset.values_list("pk", flat=True)],
-            "media": self.media,
-        }
-        return TemplateResponse(request, template, context)
+    def _confirm(self, request, queryset, *, form, action, title, intro, submit_label):
+        lines = [f"{e.event_id} — {e.event_name} at {e.timestamp.isoformat()} for "
+                 f"{e.customer_id or e.external_customer_id}" for e in queryset]
+        return render_confirmation(self, request, queryset, form=form, action=action,
+                                   title=title, intro=intro, lines=lines,
+                                   submit_label=submit_label)
 
     @admin.action(description="Amend the selected event…", permissions=["amend"])
     def amend_event(self, request, queryset):
@@ -121,7 +117,9 @@ class EventAdmin(ReadOnlyAdmin):
                                       "properties": _pretty(event.properties)})
         return self._confirm(request, queryset, form=form, action="amend_event",
                              title=f"Amend event {event.event_id}",
-                             template="admin/metering/event/amend_confirmation.html")
+                             intro="The current version is kept in the event's history; only "
+                                   "the new version counts. Timestamp and customer cannot "
+                                   "change.", submit_label="Yes, amend")
 
     @admin.action(description="Deprecate the selected events…", permissions=["amend"])
     def deprecate_events(self, request, queryset):
@@ -145,7 +143,9 @@ class EventAdmin(ReadOnlyAdmin):
             form = ReasonForm()
         return self._confirm(request, queryset, form=form, action="deprecate_events",
                              title="Deprecate events",
-                             template="admin/metering/event/deprecate_confirmation.html")
+                             intro="Deprecated events stop counting for usage, credits and "
+                                   "invoices. They are kept for audit and their ids can never "
+                                   "be ingested again.", submit_label="Yes, deprecate")
 
 
 class MeterForm(forms.ModelForm):
