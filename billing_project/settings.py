@@ -1,6 +1,7 @@
 """Django settings. Every value that differs between machines comes from the environment here."""
 
 import os
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -124,7 +125,8 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-WHITENOISE_USE_FINDERS = True
+WHITENOISE_USE_FINDERS = True  # serves static files from the apps when not collected
+warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
 WHITENOISE_AUTOREFRESH = DEBUG
 
 # Requests: 5 MB bodies at most (API.md §0/§2), enforced for the API by BodySizeLimitMiddleware.
