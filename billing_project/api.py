@@ -34,6 +34,17 @@ def json_loads(data: bytes):
     return _decoder.decode(data)
 
 
+def contains_nul(value) -> bool:
+    """PostgreSQL text and jsonb cannot hold U+0000; such input is refused with a 400."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(contains_nul(item) for item in value)
+    return False
+
+
 def json_dumps(data) -> bytes:
     """Encode JSON writing Decimal values as exact JSON numbers."""
     return _encoder.encode(data)
@@ -47,9 +58,12 @@ class DecimalJSONParser(parsers.BaseParser):
         if not raw.strip():
             return {}
         try:
-            return json_loads(raw)
+            data = json_loads(raw)
         except (msgspec.DecodeError, ValueError) as exc:
             raise ParseError(f"Malformed JSON: {exc}") from None
+        if b"\\u0000" in raw and contains_nul(data):
+            raise ParseError("Strings must not contain NUL (\\u0000) characters.")
+        return data
 
 
 class JSONRenderer(renderers.BaseRenderer):

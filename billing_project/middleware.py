@@ -4,12 +4,17 @@ from billing_project.errors import problem_response
 
 
 class BodySizeLimitMiddleware:
-    """413 problem+json for API bodies over BILLING_MAX_BODY_BYTES, before anything reads them."""
+    """413 problem+json for API bodies over BILLING_MAX_BODY_BYTES, before anything reads them;
+    400 for NUL characters in the URL (PostgreSQL text cannot hold them)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", ""):
+            return problem_response(status_code=400, title="Bad request",
+                                    detail="URLs must not contain NUL characters.",
+                                    code="nul_character")
         if request.path.startswith("/v1/"):
             limit = settings.BILLING_MAX_BODY_BYTES
             try:

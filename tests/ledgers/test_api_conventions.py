@@ -213,3 +213,24 @@ class TestDocsAndHealth:
         body = Client().get("/readyz").json()
         assert body["status"] == "ready"
         assert body["checks"] == {"database": "ok", "broker": "ok"}
+
+
+class TestNulCharacters:
+    """PostgreSQL text cannot store U+0000: refused with a 400 wherever it can arrive."""
+
+    def test_in_json_body(self, api):
+        body = '{"name": "a\\u0000b", "email": "a@example.com"}'
+        assert_problem(api.post("/v1/customers", raw=body), 400, "malformed_request")
+        body = '{"name": "x", "email": "a@example.com", "metadata": {"k\\u0000": "v"}}'
+        assert_problem(api.post("/v1/customers", raw=body), 400, "malformed_request")
+        assert Customer.objects.count() == 0
+
+    def test_escaped_backslash_is_not_nul(self, api):
+        body = '{"name": "a\\\\u0000b", "email": "a@example.com"}'
+        response = api.post("/v1/customers", raw=body)
+        assert response.status_code == 201
+        assert response.json()["name"] == "a\\u0000b"
+
+    def test_in_url(self, api):
+        assert_problem(api.get("/v1/customers/cus_%00x"), 400, "nul_character")
+        assert_problem(api.get("/v1/customers", {"external_customer_id": "a\x00"}), 400)
