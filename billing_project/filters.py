@@ -13,7 +13,8 @@ class StrictTimestampFormField(forms.Field):
         try:
             return parse_timestamp(value)
         except ValueError as exc:
-            raise forms.ValidationError(str(exc)) from None
+            # django-filter formats messages with `%`: the user's text goes in as a parameter.
+            raise forms.ValidationError("%(error)s", params={"error": str(exc)}) from None
 
 
 class TimestampFilter(django_filters.Filter):

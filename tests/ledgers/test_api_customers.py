@@ -186,6 +186,7 @@ def test_list_filters(api):
 @pytest.mark.parametrize("params", [
     {"limit": 0}, {"limit": 101}, {"limit": "ten"}, {"cursor": "garbage!"},
     {"created_at[gte]": "2026-01-01T00:00:00"}, {"created_at[gte]": "yesterday"},
+    {"created_at[lt]": "100%s %(x)s"},
 ])
 def test_list_bad_params_are_400(api, params):
     assert_problem(api.get("/v1/customers", params), 400)
