@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+import psycopg
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from billing_project.errors import Conflict, InvalidInput, NotFound
 from grants.burn import BlockState, UsageContext, plan_deduction, plan_payoff
 from grants.models import CreditBlock, TopUp
-from ledgers.audit import actor_label, record_action
-from ledgers.models import Customer, HoldSettlement, Ledger, LedgerEntry
+from ledgers.audit import actor_label, audit_record, record_action
+from ledgers.models import AuditLog, Customer, HoldSettlement, Ledger, LedgerEntry
 
 ZERO = Decimal(0)
 OPEN = (CreditBlock.Status.ACTIVE, CreditBlock.Status.PENDING_PAYMENT)
@@ -157,7 +158,8 @@ class _Writer:
                                        delta=-plan.overage, **fields))
         return written
 
-    def flush(self) -> None:
+    def flush(self, audit: AuditLog | None = None) -> None:
+        """`audit`: an unsaved audit record written by the same statement."""
         if not self.settled:
             raise RuntimeError("settle_time() must run before writing")
         for block in self.blocks.values():
@@ -167,7 +169,7 @@ class _Writer:
                    if not self.blocks[i]._state.adding]
         self.ledger.caught_up_at = self.at
         try:
-            _write(self.ledger, changed, self.entries)
+            _write(self.ledger, changed, self.entries, audit)
         except IntegrityError as exc:
             if "ledgerentry_one_expiry_per_block" in str(exc):
                 raise Conflict("The block already has an expiry entry.",
@@ -178,7 +180,48 @@ class _Writer:
 ENTRY_FIELDS = [f for f in LedgerEntry._meta.concrete_fields]
 
 
-def _write(ledger: Ledger, blocks: list[CreditBlock], entries: list[LedgerEntry]) -> None:
+AUDIT_FIELDS = list(AuditLog._meta.concrete_fields)
+
+
+# Values `get_db_prep_save` returns unchanged for a field type (then sent as they are):
+# None, and these; anything else (JSON, a naive datetime, ...) is adapted by the field.
+_AS_IS = {"CharField": str, "TextField": str, "ForeignKey": str, "BigIntegerField": int,
+          "IntegerField": int, "DecimalField": Decimal, "DateTimeField": datetime}
+_INSERT_FIELDS: dict[str, list] = {}
+
+
+def _insert_cte(name: str, table: str, fields: list, objects: list, params: list) -> str:
+    columns = ", ".join(f'"{f.column}"' for f in fields)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    prep = _INSERT_FIELDS.get(table)
+    if prep is None:
+        prep = _INSERT_FIELDS[table] = [(f.attname, _AS_IS.get(f.get_internal_type()), f)
+                                        for f in fields]
+    for obj in objects:
+        for attname, kind, f in prep:
+            value = getattr(obj, attname)
+            if value is not None and (type(value) is not kind or (
+                    kind is datetime and value.tzinfo is None)):
+                value = f.get_db_prep_save(value, connection)
+            params.append(value)
+    return (f"{name} AS (INSERT INTO {table} ({columns}) VALUES "
+            f"{', '.join([row] * len(objects))} RETURNING 1)")
+
+
+def _execute(sql: str, params: list, *, fetch: bool = False) -> list | None:
+    """Run one statement of a credit write on Django's connection (its transaction), with
+    server-side binding and a prepared statement: the lock-and-read and the write statement
+    of every write are planned once per connection instead of once per call."""
+    connection.ensure_connection()
+    connection.validate_no_broken_transaction()
+    with connection.wrap_database_errors:
+        with psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(sql, params, prepare=True)
+            return cursor.fetchall() if fetch else None
+
+
+def _write(ledger: Ledger, blocks: list[CreditBlock], entries: list[LedgerEntry],
+           audit: AuditLog | None = None) -> None:
     """Blocks, new entries and the ledger row in one statement (a data-modifying CTE): the
     ledger lock is held for as few round trips as possible. Constraints and the append-only
     trigger apply as for any INSERT/UPDATE."""
@@ -193,32 +236,88 @@ def _write(ledger: Ledger, blocks: list[CreditBlock], entries: list[LedgerEntry]
         params += [value for b in blocks
                    for value in (b.pk, b.balance, b.status, b.debt_paid, b.voided_at)]
     if entries:
-        columns = ", ".join(f'"{f.column}"' for f in ENTRY_FIELDS)
-        row = "(" + ", ".join(["%s"] * len(ENTRY_FIELDS)) + ")"
-        parts.append(f"e AS (INSERT INTO ledgers_ledgerentry ({columns}) VALUES "
-                     f"{', '.join([row] * len(entries))} RETURNING 1)")
-        for entry in entries:
-            params += [f.get_db_prep_save(getattr(entry, f.attname), connection)
-                       for f in ENTRY_FIELDS]
+        parts.append(_insert_cte("e", "ledgers_ledgerentry", ENTRY_FIELDS, entries, params))
+    if audit is not None:
+        parts.append(_insert_cte("a", "ledgers_auditlog", AUDIT_FIELDS, [audit], params))
     sql = ("UPDATE ledgers_ledger SET last_sequence_number = %s, balance = %s, debt = %s, "
            "pending = %s, caught_up_at = %s WHERE id = %s")
     params += [ledger.last_sequence_number, ledger.balance, ledger.debt, ledger.pending,
                ledger.caught_up_at, ledger.pk]
     if parts:
         sql = "WITH " + ", ".join(parts) + " " + sql
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-    for entry in entries:
-        entry._state.adding = False
-        entry._state.db = connection.alias
+    _execute(sql, params)
+    for obj in (*entries, audit) if audit is not None else entries:
+        obj._state.adding = False
+        obj._state.db = connection.alias
+
+
+def _columns(model) -> tuple[list, str]:
+    fields = list(model._meta.concrete_fields)
+    return fields, ", ".join(f'"{f.column}"' for f in fields)
+
+
+LEDGER_FIELDS, _LEDGER_COLUMNS = _columns(Ledger)
+BLOCK_FIELDS, _BLOCK_COLUMNS = _columns(CreditBlock)
+# One statement locks the ledger row and reads its open blocks. The blocks come from
+# `grants_open_blocks` (migration grants 0003): a VOLATILE function, called for the locked row,
+# so its query takes a fresh snapshot after the lock was granted (in READ COMMITTED a plain
+# join would read the statement's snapshot, taken before the lock may have waited).
+_LOCK_AND_LOAD = (
+    f"WITH l AS (SELECT {_LEDGER_COLUMNS} FROM ledgers_ledger "
+    "WHERE customer_id = %s AND currency = %s FOR NO KEY UPDATE) "
+    "SELECT l.*, " + ", ".join(f'cb."{f.column}"' for f in BLOCK_FIELDS)
+    + " FROM l LEFT JOIN LATERAL grants_open_blocks(l.id) AS cb ON true"
+)
+
+
+def _converters(fields) -> list:
+    result = []
+    for index, f in enumerate(fields):
+        converters = f.get_db_converters(connection)
+        if converters:
+            result.append((index, converters))
+    return result
+
+
+def _from_row(model, fields_converters, values: list):
+    for index, converters in fields_converters:
+        value = values[index]
+        for converter in converters:
+            value = converter(value, None, connection)
+        values[index] = value
+    return model.from_db(connection.alias, None, values)
+
+
+def _lock_and_load(*, customer: Customer, currency: str) -> tuple[Ledger, dict] | None:
+    """The locked ledger and its open blocks in one round trip (None: no ledger yet)."""
+    rows = _execute(_LOCK_AND_LOAD, [customer.pk, currency], fetch=True)
+    if not rows:
+        return None
+    n = len(LEDGER_FIELDS)
+    ledger = _from_row(Ledger, _LEDGER_CONVERTERS, list(rows[0][:n]))
+    ledger.customer = customer
+    blocks = {}
+    for row in rows:
+        if row[n] is not None:
+            block = _from_row(CreditBlock, _BLOCK_CONVERTERS, list(row[n:]))
+            blocks[block.id] = block
+    return ledger, blocks
+
+
+_LEDGER_CONVERTERS = _converters(LEDGER_FIELDS)
+_BLOCK_CONVERTERS = _converters(BLOCK_FIELDS)
 
 
 def _writer(*, customer: Customer, currency: str, actor, at: datetime | None = None
             ) -> _Writer:
-    ledger = ledger_lock(customer=customer, currency=currency)
+    loaded = _lock_and_load(customer=customer, currency=currency)
+    if loaded is None:  # first write: create the ledger, then lock and read as usual
+        ledger_lock(customer=customer, currency=currency)
+        loaded = _lock_and_load(customer=customer, currency=currency)
+    ledger, blocks = loaded
     now = timezone.now()
     writer = _Writer(ledger=ledger, actor=actor, at=at or now, stamp=now)
-    writer.load_blocks()
+    writer.blocks = blocks
     writer.settle_time()
     return writer
 
@@ -389,11 +488,12 @@ def credit_decrement(*, customer: Customer, amount: Decimal, actor, currency: st
                             allow_negative=customer.allow_negative_balance,
                             description=description, metadata=metadata or {},
                             event_id=event_id, invoice_id=invoice_id, price_id=price_id)
-    writer.flush()
-    record_action(actor=actor, action="credits.decrement", target=entries[-1], reason=reason,
-                  data={"amount": str(amount), "currency": currency,
-                        "entries": [e.pk for e in entries],
-                        "ending_balance": str(writer.ledger.balance)})
+    # The audit record goes into the same statement as the entries (one round trip less).
+    writer.flush(audit=audit_record(actor=actor, action="credits.decrement", target=entries[-1],
+                              reason=reason,
+                              data={"amount": str(amount), "currency": currency,
+                                    "entries": [e.pk for e in entries],
+                                    "ending_balance": str(writer.ledger.balance)}))
     return entries[-1]
 
 

@@ -19,10 +19,11 @@ def actor_label(actor) -> str:
     return str(actor)
 
 
-def record_action(*, actor, action: str, target, reason: str = "", data: dict | None = None,
-                  ) -> AuditLog:
-    """actor: a Django user, an ApiKey (or the API's request.user), a label, or None (system).
+def audit_record(*, actor, action: str, target, reason: str = "", data: dict | None = None,
+                 ) -> AuditLog:
+    """The unsaved audit row for an action (for writers that insert it in their own statement).
 
+    actor: a Django user, an ApiKey (or the API's request.user), a label, or None (system).
     target: a model instance, or a (type, id) pair.
     """
     if isinstance(target, tuple):
@@ -32,9 +33,17 @@ def record_action(*, actor, action: str, target, reason: str = "", data: dict | 
         target_id = str(target.pk)
     api_key = actor if isinstance(actor, ApiKey) else getattr(actor, "api_key", None)
     user = actor if getattr(actor, "_meta", None) and not isinstance(actor, ApiKey) else None
-    return AuditLog.objects.create(
+    return AuditLog(
         actor=actor_label(actor), user=user,
         api_key=api_key if isinstance(api_key, ApiKey) else None,
         action=action, target_type=target_type, target_id=target_id, reason=reason or "",
         data=data or {},
     )
+
+
+def record_action(*, actor, action: str, target, reason: str = "", data: dict | None = None,
+                  ) -> AuditLog:
+    """Writes the audit row for an action, inside the caller's transaction."""
+    record = audit_record(actor=actor, action=action, target=target, reason=reason, data=data)
+    record.save(force_insert=True)
+    return record

@@ -190,3 +190,40 @@ def test_expiry_job_concurrent_with_decrements():
         assert moved == block.initial_amount
         assert LedgerEntry.objects.filter(credit_block=block,
                                           entry_type="credit_block_expiry").count() <= 1
+
+
+def test_a_waiting_write_reads_blocks_committed_by_the_lock_holder():
+    """The lock and the block read share one statement (grants_open_blocks): a write that
+    waited for the ledger lock must see the balances the previous holder committed, not the
+    statement's earlier snapshot, and a block created meanwhile."""
+    customer = CustomerFactory()
+    first = services.credit_increment(customer=customer, actor="t", amount=D(100))
+    holding, errors = threading.Event(), []
+
+    def holder():
+        try:
+            from django.db import transaction
+
+            with transaction.atomic():
+                services.credit_decrement(customer=customer, actor="t", amount=D(30))
+                services.credit_increment(customer=customer, actor="t", amount=D(5),
+                                          priority=0)
+                holding.set()
+                time.sleep(0.5)  # the other write is waiting on the lock meanwhile
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert holding.wait(10)
+    services.credit_decrement(customer=customer, actor="t", amount=D(10))
+    thread.join()
+    assert not errors, errors
+    ledger, rows = check_ledger(customer)
+    assert ledger.balance == D(65)
+    # The waiting decrement burned the new priority-0 block first, then the first block.
+    assert [(e.entry_type, e.amount) for e in rows[-2:]] == [("decrement", D(5)),
+                                                            ("decrement", D(5))]
+    assert CreditBlock.objects.get(pk=first.credit_block_id).balance == D(65)
