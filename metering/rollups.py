@@ -232,6 +232,9 @@ def compact(*, wait: bool = True) -> int | None:
         folded = cursor.fetchone()[0]
         if folded:
             cursor.execute("SET LOCAL work_mem = '256MB'")  # hash aggregation of large folds
+            # The tail is young, so its statistics are stale and the planner expects a handful
+            # of rows: it sorts for the GROUP BY where hashing is ~10% cheaper (measured).
+            cursor.execute("SET LOCAL enable_sort = off")
             for meter in _meters():
                 for statement in _fold_sql(meter, where):
                     cursor.execute(statement, params)

@@ -212,3 +212,15 @@ def test_numbers_stay_exact(api, customer):
     assert b'"x":0.1' in response.content
     assert response.json()["data"][0]["properties"] == {"x": 0.1, "y": "0.10",
                                                         "z": 12345678901234567}
+
+
+def test_nul_characters_are_refused_before_anything_is_ingested(api):
+    from metering.models import Event
+
+    body = ('{"events": [{"idempotency_key": "k\\u0000", "event_name": "x", '
+            '"timestamp": "2030-01-01T00:00:00Z", "properties": {}, '
+            '"external_customer_id": "c"}]}')
+    response = api.post("/v1/ingest", raw=body)
+    assert response.status_code == 400
+    assert response.json()["code"] == "malformed_request"
+    assert not Event.objects.exists()
