@@ -11,6 +11,12 @@ clients, and p50(large) / p50(small).
 
     .venv/bin/python bench/entitlement_value.py [--events 1000000] [--small 10000]
         [--seconds 10] [--requests 1000] [--workers CPUS] [--clients 8] [--jit] [--reuse-db]
+        [--worker-class sync|gthread] [--threads 1] [--keep-alive]
+
+By default as in production with sync workers: no keep-alive, one TCP connection per request.
+With --worker-class gthread --keep-alive the clients keep their connections open (as a
+product service calling the endpoint on its hot path would). The loaded phase also reports the
+CPU time per request of gunicorn, of this database's PostgreSQL backends and of the client.
 
 Uses its own database (BENCH_DATABASE_URL, default
 postgresql://postgres@127.0.0.1:5432/h_entitlements_bench), dropped and recreated each run
@@ -164,14 +170,59 @@ def _grants(services, entitlement, anchor) -> None:
                               **spec)
 
 
+_local = threading.local()  # the client's persistent connection (--keep-alive), per thread
+KEEP_ALIVE = False
+
+
 def _request(port: int, path: str, key: str) -> tuple[float, int, bytes]:
     start = time.perf_counter()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.request("GET", path, headers={"Authorization": f"Bearer {key}"})
-    response = conn.getresponse()
-    body = response.read()
-    conn.close()
+    conn = getattr(_local, "conn", None) if KEEP_ALIVE else None
+    reused = conn is not None
+    if conn is None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {key}"})
+        response = conn.getresponse()
+        body = response.read()
+    except (http.client.HTTPException, ConnectionError):
+        conn.close()
+        _local.conn = None
+        if not reused:
+            raise
+        return _request(port, path, key)  # the server closed an idle connection: a new one
+    if KEEP_ALIVE and not response.will_close:
+        _local.conn = conn
+    else:
+        conn.close()
+        _local.conn = None
     return time.perf_counter() - start, response.status, body
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def _server_pids(gunicorn_pid: int, db_name: str) -> tuple[list[int], list[int]]:
+    """gunicorn (master and workers) and the PostgreSQL backends connected to our database."""
+    import psutil
+
+    master = psutil.Process(gunicorn_pid)
+    workers = [gunicorn_pid, *(p.pid for p in master.children(recursive=True))]
+    backends = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if cmdline.startswith("postgres:") and f" {db_name} " in f"{cmdline} ":
+            backends.append(proc.pid)
+    return workers, backends
 
 
 def _sequential(port, path, key, n) -> list[float]:
@@ -183,7 +234,8 @@ def _sequential(port, path, key, n) -> list[float]:
     return out
 
 
-def _concurrent(port, path, key, clients, seconds) -> tuple[list[float], float]:
+def _concurrent(port, path, key, clients, seconds, measure=None
+                ) -> tuple[list[float], float, dict]:
     latencies: list[float] = []
     lock = threading.Lock()
     stop = time.perf_counter() + seconds
@@ -201,14 +253,26 @@ def _concurrent(port, path, key, clients, seconds) -> tuple[list[float], float]:
             latencies.extend(mine)
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
+    pids = measure() if measure else ([], [])
+    before = [_cpu_seconds(p) for p in pids] + [time.process_time()]
     began = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - began
+    # processes that appeared meanwhile (e.g. a gthread worker's new database connections)
+    # count with all their CPU time
+    pids_after = measure() if measure else ([], [])
+    union = [sorted(set(a) | set(b)) for a, b in zip(pids, pids_after, strict=True)]
+    after = [_cpu_seconds(p) for p in union] + [time.process_time()]
     assert not errors, errors[:1]
-    return latencies, len(latencies) / wall
+    n = len(latencies)
+    cpu = {}
+    if measure:  # CPU milliseconds per request (PostgreSQL: backends of this database only)
+        for name, b, a in zip(("gunicorn", "postgres", "client"), before, after, strict=True):
+            cpu[f"cpu_ms_per_request_{name}"] = round((a - b) * 1000 / n, 3)
+    return latencies, n / wall, cpu
 
 
 def main() -> int:
@@ -220,6 +284,12 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2,
                         help="gunicorn sync workers (default: one per CPU)")
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--worker-class", default="sync",
+                        help="gunicorn worker class (sync: no keep-alive; gthread: keep-alive)")
+    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker")
+    parser.add_argument("--keep-alive", action="store_true",
+                        help="clients reuse their connection (needs a worker class that keeps "
+                             "connections alive, e.g. gthread)")
     parser.add_argument("--jit", action="store_true",
                         help="leave PostgreSQL's JIT on (default: off for this database)")
     parser.add_argument("--reuse-db", action="store_true",
@@ -227,12 +297,13 @@ def main() -> int:
     args = parser.parse_args()
 
     url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
+    db_name = urlparse(url).path.lstrip("/")
     env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "billing_project.settings",
-           "CELERY_BROKER_FOLDER": "/tmp/h_entitlements_bench-broker", "LOG_LEVEL": "WARNING",
+           "CELERY_BROKER_FOLDER": f"/tmp/{db_name}-broker", "LOG_LEVEL": "WARNING",
            "DEBUG": "0"}
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
-    state_file = Path("/tmp/h_entitlements_bench-state.json")
+    state_file = Path(f"/tmp/{db_name}-state.json")
     if args.reuse_db and state_file.exists():
         state = json.loads(state_file.read_text())
     else:
@@ -246,11 +317,18 @@ def main() -> int:
     if args.reuse_db:  # what beat would have done since the last run
         subprocess.run([sys.executable, "manage.py", "run_job", "snapshot_balances"], cwd=ROOT,
                        env=env, check=True)
+    global KEEP_ALIVE
+    KEEP_ALIVE = args.keep_alive
     port = _free_port()
     gunicorn = subprocess.Popen(
         [str(Path(sys.executable).parent / "gunicorn"), "billing_project.wsgi", "--bind",
-         f"127.0.0.1:{port}", "--workers", str(args.workers), "--log-level", "warning"],
+         f"127.0.0.1:{port}", "--workers", str(args.workers), "--log-level", "warning",
+         "--worker-class", args.worker_class, "--threads", str(args.threads),
+         "--keep-alive", "30"],
         cwd=ROOT, env=env)
+    setup = {"workers": args.workers, "worker_class": args.worker_class,
+             "threads": args.threads, "client_keep_alive": args.keep_alive,
+             "clients": args.clients, "load_average_at_start": os.getloadavg()}
     try:
         for _ in range(100):
             try:
@@ -265,7 +343,9 @@ def main() -> int:
             assert status == 200, body
             _sequential(port, path, state["key"], 200)  # warm every worker
             single = _sequential(port, path, state["key"], args.requests)
-            loaded, rate = _concurrent(port, path, state["key"], args.clients, args.seconds)
+            loaded, rate, cpu = _concurrent(
+                port, path, state["key"], args.clients, args.seconds,
+                measure=lambda: _server_pids(gunicorn.pid, db_name))
             results[label] = {
                 "value": json.loads(body),
                 "p50_ms": round(statistics.median(single) * 1000, 2),
@@ -273,9 +353,11 @@ def main() -> int:
                 f"rps_{args.clients}_clients": round(rate, 1),
                 "p50_ms_loaded": round(statistics.median(loaded) * 1000, 2),
                 "p99_ms_loaded": round(_percentile(loaded, 0.99) * 1000, 2),
+                **cpu,
             }
         results["p50_ratio_large_small"] = round(
             results["large"]["p50_ms"] / results["small"]["p50_ms"], 3)
+        results["setup"] = {**setup, "load_average_at_end": os.getloadavg()}
         print(json.dumps(results, indent=2))
     finally:
         gunicorn.terminate()

@@ -129,6 +129,22 @@ class PeriodUsage:
             self._cumulative[key] = self.total(period_start, t)
         return self._cumulative[key]
 
+    def ranges(self, cuts: Sequence[datetime]) -> list[tuple[datetime, datetime]]:
+        """The ``total`` ranges that calls for the segments between consecutive ``cuts`` ask
+        for (to load them at once)."""
+        out: dict[tuple[datetime, datetime], None] = {}
+        for start, end in zip(cuts[:-1], cuts[1:], strict=True):
+            if end <= start:
+                continue
+            if self.additive:
+                out[(start, end)] = None
+                continue
+            period_start = self._period_start(start)
+            for t in (end, start):
+                if t > period_start:
+                    out[(period_start, t)] = None
+        return list(out)
+
     def __call__(self, start: datetime, end: datetime) -> Decimal:
         if end <= start:
             return ZERO

@@ -148,7 +148,46 @@ def engine_grants(grants, *, start: datetime, end: datetime, tz: str) -> list[en
     return out
 
 
-def metering_usage_total(entitlement: Entitlement) -> tuple[UsageTotal, bool]:
+class MeterUsage:
+    """``total(start, end)`` of a meter for one customer: metering's ``usage_total``, with
+    ``prefetch(ranges)`` loading many ranges in one usage query (see metering.usage_batch).
+    Totals are kept for the life of the object (one burn)."""
+
+    def __init__(self, *, meter, customer, filters: dict | None, tail_hint: int | None = None):
+        self.meter = meter
+        self.customer = customer
+        self.filters = filters
+        self.tail_hint = tail_hint  # the rollup watermark, read earlier (it only grows)
+        self._totals: dict[tuple[datetime, datetime], Decimal] = {}
+
+    def prefetch(self, ranges) -> None:
+        from metering import selectors as metering_selectors
+        from metering.usage_batch import usage_totals
+
+        missing = [r for r in dict.fromkeys(ranges) if r[0] < r[1] and r not in self._totals]
+        if not missing:
+            return
+        if self.tail_hint is None:
+            self.tail_hint = metering_selectors._watermark_hint()
+        values = usage_totals(meter=self.meter, customer=self.customer, ranges=missing,
+                              filters=self.filters, tail_hint=self.tail_hint)
+        self._totals.update(zip(missing, values, strict=True))
+
+    def __call__(self, start: datetime, end: datetime) -> Decimal:
+        key = (start, end)
+        if key not in self._totals:
+            if start >= end:  # as metering's usage_total: an empty range is invalid input
+                from metering import selectors as metering_selectors
+
+                return Decimal(metering_selectors.usage_total(
+                    meter=self.meter, customer=self.customer, start=start, end=end,
+                    filters=self.filters) or 0)
+            self.prefetch([key])
+        return self._totals[key]
+
+
+def metering_usage_total(entitlement: Entitlement, *, tail_hint: int | None = None
+                         ) -> tuple[UsageTotal, bool]:
     """``total(start, end)`` of the feature's meter for the customer, and whether it adds up."""
     from metering import selectors as metering_selectors
 
@@ -157,14 +196,21 @@ def metering_usage_total(entitlement: Entitlement) -> tuple[UsageTotal, bool]:
     if meter is None:
         meter = metering_selectors.meter_get(feature.meter_id or feature.meter_slug)
     filters = feature.meter_group_by_filters or None
-    customer = entitlement.customer
-
-    def total(start: datetime, end: datetime) -> Decimal:
-        value = metering_selectors.usage_total(meter=meter, customer=customer, start=start,
-                                               end=end, filters=filters)
-        return Decimal(value or 0)
-
+    total = MeterUsage(meter=meter, customer=entitlement.customer, filters=filters,
+                       tail_hint=tail_hint)
     return total, meter.aggregation in ADDITIVE_AGGREGATIONS
+
+
+def _segment_cuts(grants: list[engine.Grant], resets, start: datetime, end: datetime,
+                  boundaries) -> list[datetime] | None:
+    """The instants at which ``engine.run`` cuts ``[start, end)`` into segments (None when it
+    would refuse its input: it then raises as before)."""
+    try:
+        instants = engine._Engine(grants, resets).instants()
+    except ValueError:
+        return None
+    events = {t for t in instants if start < t <= end}
+    return sorted({start, end} | {t for t in events | set(boundaries) if start < t < end})
 
 
 @dataclass
@@ -206,6 +252,7 @@ class Preloaded:
     grants: list[EntitlementGrant]
     resets: list[EntitlementReset]
     snapshot: engine.Snapshot | None
+    tail_hint: int | None = None  # metering's rollup watermark, for its usage query's plan
 
 
 def burn(entitlement: Entitlement, *, until: datetime, usage_total: UsageTotal | None = None,
@@ -220,7 +267,8 @@ def burn(entitlement: Entitlement, *, until: datetime, usage_total: UsageTotal |
     if schedule is None:
         raise InvalidInput("The entitlement has no usage period.", code="not_metered")
     if usage_total is None:
-        usage_total, additive = metering_usage_total(entitlement)
+        usage_total, additive = metering_usage_total(
+            entitlement, tail_hint=preloaded.tail_hint if preloaded else None)
     measure_from = schedule.measure_from
     rows = preloaded.grants if preloaded else EntitlementGrant.objects.filter(
         entitlement=entitlement)
@@ -244,6 +292,11 @@ def burn(entitlement: Entitlement, *, until: datetime, usage_total: UsageTotal |
                         measure_from=measure_from)
     tz = schedule.tz
     eg = engine_grants(grants.values(), start=run_start, end=until, tz=tz)
+    prefetch = getattr(usage_total, "prefetch", None)
+    if prefetch is not None:  # every segment's usage in one query, not one query per segment
+        cuts = _segment_cuts(eg, resets, run_start, until, boundaries)
+        if cuts is not None:
+            prefetch(usage.ranges(cuts))
     try:
         result = engine.run(grants=eg, start=run_start, end=until, usage=usage, resets=resets,
                             snapshot=snapshot, boundaries=boundaries)
@@ -327,7 +380,8 @@ SELECT
                                                                e.measure_usage_from))),
     (SELECT json_agg(r)::text FROM entitlements_entitlementreset r
         JOIN e ON r.entitlement_id = e.id WHERE r.kind = 'manual'),
-    (SELECT row_to_json(s)::text FROM s)
+    (SELECT row_to_json(s)::text FROM s),
+    {watermark}
 """
 
 
@@ -375,13 +429,16 @@ def value_context(*, key: str, at: datetime, customer_id: str | None = None,
     value endpoint's hot path. NotFound for an unknown customer or entitlement."""
     column, param = (("id", customer_id) if customer_id is not None
                      else ("external_customer_id", external_customer_id))
-    name = f"entitlement_value_context_{column}"
+    name = f"entitlement_value_context_v2_{column}"  # v2: with the rollup watermark
     with connection.cursor() as cursor:
         # A prepared statement: planning this query costs more than running it.
         raw = connection.connection
         if (raw, name) not in _prepared:
+            from metering.rollups import WATERMARK_SQL
+
             sql = _VALUE_CONTEXT_SQL.format(customer_condition=column,
-                                            meter_table=_meter_model()._meta.db_table)
+                                            meter_table=_meter_model()._meta.db_table,
+                                            watermark=WATERMARK_SQL)
             cursor.execute(f"PREPARE {name} (text, text, timestamptz) AS {sql}")
             _prepared.add((raw, name))
         cursor.execute(f"EXECUTE {name} (%s, %s, %s)", [param, key, at])
@@ -407,7 +464,8 @@ def value_context(*, key: str, at: datetime, customer_id: str | None = None,
                                    balances={k: Decimal(v) for k, v in snap.balances.items()},
                                    overage=snap.overage, period_start=snap.period_start,
                                    period_usage=snap.period_usage)
-    return entitlement, Preloaded(grants=grants, resets=resets, snapshot=snapshot)
+    return entitlement, Preloaded(grants=grants, resets=resets, snapshot=snapshot,
+                                  tail_hint=row[7])
 
 
 def current_usage_period(entitlement: Entitlement, at: datetime | None = None, resets=None):

@@ -295,9 +295,9 @@ def test_issue_after_reset_and_soft_limit(api, world):
 
 
 def test_value_query_count_is_pinned(api, world, django_assert_max_num_queries):
-    """API key, one context query (entitlement, feature, meter, grants, resets, snapshot), and
-    metering's usage_total once per engine segment since the snapshot (here one segment; it
-    currently takes two queries)."""
+    """API key, one context query (entitlement, feature, meter, grants, resets, snapshot and
+    metering's rollup watermark), and one usage query for every engine segment since the
+    snapshot together (metering.usage_batch)."""
     metered(api, world)
     for i in range(5):
         api.post(f"{world['base']}/tokens/grants",
@@ -305,7 +305,7 @@ def test_value_query_count_is_pinned(api, world, django_assert_max_num_queries):
                   "expiration": {"duration": "year", "count": 1}})
     ingest(api, world["customer"], (world["now"] - timedelta(minutes=5), 4))
     api.get(f"{world['base']}/tokens/value")  # prepares the context statement on the connection
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(3):
         r = api.get(f"{world['base']}/tokens/value")
     assert r.json()["balance"] == 46
 
