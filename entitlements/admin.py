@@ -5,8 +5,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from billing_project.admin import render_confirmation
-from billing_project.errors import DomainError
+from billing_project.admin import confirm_action
 from entitlements import selectors, services
 from entitlements.models import Entitlement, EntitlementGrant, EntitlementReset, Feature
 from ledgers.admin import ReadOnlyAdmin
@@ -137,33 +136,15 @@ class EntitlementAdmin(ReadOnlyAdmin):
             self.message_user(request, "Only metered entitlements can be reset.",
                               messages.ERROR)
             return None
-        if "confirm" in request.POST:
-            form = ResetForm(request.POST)
-            if form.is_valid():
-                done, failed = 0, []
-                for entitlement in queryset:
-                    try:
-                        services.entitlement_reset(
-                            actor=request.user, entitlement=entitlement,
-                            preserve_overage=form.cleaned_data["preserve_overage"],
-                            retain_anchor=form.cleaned_data["retain_anchor"],
-                            reason=form.cleaned_data["reason"])
-                        done += 1
-                    except DomainError as exc:
-                        failed.append(f"{entitlement.pk}: {exc.detail}")
-                if done:
-                    self.message_user(request, f"{done} entitlement(s) reset.")
-                for line in failed:
-                    self.message_user(request, line, messages.ERROR)
-                return None
-        else:
-            form = ResetForm()
-        return render_confirmation(self, request, queryset, form=form, action="reset_usage",
-                                   title="Reset usage", submit_label="Reset",
-                                   intro="A new usage period starts now for these "
-                                         "entitlements; grants roll over by their rules.",
-                                   lines=[f"{e.pk} — {e.customer} — {e.feature.key}"
-                                          for e in queryset])
+        return confirm_action(
+            self, request, queryset, action="reset_usage", title="Reset usage",
+            form_class=ResetForm, submit_label="Reset",
+            intro="A new usage period starts now for these entitlements; grants roll over by "
+                  "their rules.",
+            lines=[f"{e.pk} — {e.customer} — {e.feature.key}" for e in queryset],
+            run=lambda entitlement, data, user: services.entitlement_reset(
+                actor=user, entitlement=entitlement, preserve_overage=data["preserve_overage"],
+                retain_anchor=data["retain_anchor"], reason=data["reason"]))
 
 
 @admin.register(EntitlementGrant)
@@ -189,27 +170,11 @@ class EntitlementGrantAdmin(ReadOnlyAdmin):
             self.message_user(request, "The selected grants are already voided.",
                               messages.ERROR)
             return None
-        if "confirm" in request.POST:
-            form = ReasonForm(request.POST)
-            if form.is_valid():
-                done, failed = 0, []
-                for grant in queryset:
-                    try:
-                        services.grant_void(actor=request.user, grant=grant,
-                                            reason=form.cleaned_data["reason"])
-                        done += 1
-                    except DomainError as exc:
-                        failed.append(f"{grant.pk}: {exc.detail}")
-                if done:
-                    self.message_user(request, f"{done} grant(s) voided.")
-                for line in failed:
-                    self.message_user(request, line, messages.ERROR)
-                return None
-        else:
-            form = ReasonForm()
-        return render_confirmation(self, request, queryset, form=form, action="void_grants",
-                                   title="Void grants", submit_label="Void",
-                                   intro="Voiding is not retroactive: usage already burned "
-                                         "stays attributed; the remaining balance leaves now.",
-                                   lines=[f"{g.pk} — {g.amount.normalize()} on "
-                                          f"{g.entitlement_id}" for g in queryset])
+        return confirm_action(
+            self, request, queryset, action="void_grants", title="Void grants",
+            form_class=ReasonForm, submit_label="Void",
+            intro="Voiding is not retroactive: usage already burned stays attributed; the "
+                  "remaining balance leaves now.",
+            lines=[f"{g.pk} — {g.amount.normalize()} on {g.entitlement_id}" for g in queryset],
+            run=lambda grant, data, user: services.grant_void(
+                actor=user, grant=grant, reason=data["reason"]))

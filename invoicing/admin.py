@@ -6,12 +6,11 @@ import json
 from decimal import Decimal
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
 from django.utils.html import format_html, format_html_join
 
-from billing_project.admin import render_confirmation
+from billing_project.admin import confirm_action
 from billing_project.api import public_url
 from billing_project.errors import DomainError
 from invoicing import services
@@ -236,28 +235,6 @@ class MarkPaidForm(ReasonForm):
 class RefundForm(ReasonForm):
     amount = forms.DecimalField(required=False, max_digits=30, decimal_places=12,
                                 min_value=0, help_text="Default: everything still refundable.")
-
-
-def confirm_action(modeladmin, request, queryset, *, action, title, form_class, run):
-    """Django-style intermediate page: shows the objects and a form with a required reason;
-    on confirmation runs ``run(obj, cleaned_data, user)`` per object, one transaction each."""
-    form = form_class(request.POST if "confirm" in request.POST else None)
-    if "confirm" in request.POST and form.is_valid():
-        done, failed = 0, []
-        for obj in queryset:
-            try:
-                with transaction.atomic():
-                    run(obj, form.cleaned_data, request.user)
-                done += 1
-            except DomainError as exc:
-                failed.append(f"{obj}: {exc.detail}")
-        if done:
-            modeladmin.message_user(request, f"{title}: {done} done.", messages.SUCCESS)
-        for failure in failed:
-            modeladmin.message_user(request, failure, messages.ERROR)
-        return None
-    return render_confirmation(modeladmin, request, queryset, form=form,
-                               title=f"{title}: are you sure?", action=action)
 
 
 class LineItemInline(ReadOnlyInline):

@@ -5,7 +5,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from billing_project.admin import render_confirmation
+from billing_project.admin import confirm_action, render_confirmation
 from billing_project.api import json_dumps, json_loads
 from billing_project.errors import DomainError
 from ledgers.admin import ReadOnlyAdmin
@@ -57,6 +57,11 @@ class EventVersionInline(admin.TabularInline):
         return format_html("<pre>{}</pre>", _pretty(obj.properties))
 
 
+
+def _event_lines(queryset) -> list[str]:
+    return [f"{e.event_id} — {e.event_name} at {e.timestamp.isoformat()} for "
+            f"{e.customer_id or e.external_customer_id}" for e in queryset]
+
 @admin.register(Event)
 class EventAdmin(ReadOnlyAdmin):
     list_display = ("event_id", "customer", "external_customer_id", "event_name", "timestamp",
@@ -83,10 +88,8 @@ class EventAdmin(ReadOnlyAdmin):
         return request.user.has_perm("metering.change_event")
 
     def _confirm(self, request, queryset, *, form, action, title, intro, submit_label):
-        lines = [f"{e.event_id} — {e.event_name} at {e.timestamp.isoformat()} for "
-                 f"{e.customer_id or e.external_customer_id}" for e in queryset]
         return render_confirmation(self, request, queryset, form=form, action=action,
-                                   title=title, intro=intro, lines=lines,
+                                   title=title, intro=intro, lines=_event_lines(queryset),
                                    submit_label=submit_label)
 
     @admin.action(description="Amend the selected event…", permissions=["amend"])
@@ -123,29 +126,14 @@ class EventAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Deprecate the selected events…", permissions=["amend"])
     def deprecate_events(self, request, queryset):
-        if "confirm" in request.POST:
-            form = ReasonForm(request.POST)
-            if form.is_valid():
-                done, failed = 0, []
-                for event_id in queryset.values_list("event_id", flat=True):
-                    try:
-                        services.event_deprecate(event_id=event_id, actor=request.user,
-                                                 reason=form.cleaned_data["reason"])
-                        done += 1
-                    except DomainError as exc:
-                        failed.append(f"{event_id}: {exc.detail}")
-                if done:
-                    self.message_user(request, f"{done} event(s) deprecated.")
-                for message in failed:
-                    self.message_user(request, message, messages.ERROR)
-                return None
-        else:
-            form = ReasonForm()
-        return self._confirm(request, queryset, form=form, action="deprecate_events",
-                             title="Deprecate events",
-                             intro="Deprecated events stop counting for usage, credits and "
-                                   "invoices. They are kept for audit and their ids can never "
-                                   "be ingested again.", submit_label="Yes, deprecate")
+        return confirm_action(
+            self, request, queryset, action="deprecate_events", title="Deprecate events",
+            form_class=ReasonForm, submit_label="Yes, deprecate",
+            intro="Deprecated events stop counting for usage, credits and invoices. They are "
+                  "kept for audit and their ids can never be ingested again.",
+            lines=_event_lines(queryset),
+            run=lambda event, data, user: services.event_deprecate(
+                event_id=event.event_id, actor=user, reason=data["reason"]))
 
 
 class MeterForm(forms.ModelForm):
