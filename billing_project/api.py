@@ -9,13 +9,17 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import parsers, renderers, serializers
 from rest_framework.exceptions import ParseError
 
 from billing_project.decimals import DecimalInputError, normalize, parse_decimal
 
 _decoder = msgspec.json.Decoder(float_hook=Decimal)
+
+# OpenAPI: every error is application/problem+json; views add 404/409/413 where they apply.
+PROBLEM = OpenApiResponse(description="application/problem+json error")
+ERRORS = {400: PROBLEM, 401: PROBLEM, 403: PROBLEM}
 
 
 def _enc_hook(obj):

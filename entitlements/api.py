@@ -10,7 +10,6 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
-    OpenApiResponse,
     extend_schema,
     extend_schema_field,
 )
@@ -19,14 +18,19 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing_project.api import AmountField, StringMapField, TimestampField, parse_timestamp
+from billing_project.api import (
+    ERRORS,
+    PROBLEM,
+    AmountField,
+    StringMapField,
+    TimestampField,
+    parse_timestamp,
+)
 from billing_project.filters import CreatedAtFilterSet
 from entitlements import selectors, services
 from entitlements.models import Entitlement, EntitlementGrant, EntitlementReset, Feature
 from ledgers.selectors import customer_get
 
-PROBLEM = OpenApiResponse(description="application/problem+json error")
-ERRORS = {400: PROBLEM, 401: PROBLEM, 403: PROBLEM}
 NOT_FOUND = {404: PROBLEM}
 
 

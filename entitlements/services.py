@@ -66,6 +66,23 @@ def _current_period_start(entitlement: Entitlement, now: datetime) -> datetime:
     return start
 
 
+def _require_in_current_period(entitlement: Entitlement, at: datetime, now: datetime, *,
+                               field: str, label: str, code_prefix: str,
+                               allow_future: bool = False) -> None:
+    """API.md §5: grants, voids and resets land neither in the future nor before the current
+    usage period's start (the last reset). Codes: `<prefix>_in_future`,
+    `<prefix>_before_current_period`."""
+    if not allow_future and at > now:
+        raise InvalidInput(f"{label} must not be in the future.",
+                           code=f"{code_prefix}_in_future", field=field)
+    period_start = _current_period_start(entitlement, now)
+    if at < period_start:
+        raise InvalidInput(
+            f"{label} must not be before the current usage period start or the last reset "
+            f"({period_start.isoformat()}).", code=f"{code_prefix}_before_current_period",
+            field=field)
+
+
 # --------------------------------------------------------------------------------------------
 # Features
 # --------------------------------------------------------------------------------------------
@@ -348,12 +365,9 @@ def grant_create(*, actor, entitlement: Entitlement, amount: Decimal, effective_
     if min_rollover_amount > max_rollover_amount:
         raise InvalidInput("min_rollover_amount must not exceed max_rollover_amount.",
                            code="min_rollover_above_max", field="min_rollover_amount")
-    period_start = _current_period_start(entitlement, now)
-    if effective_at < period_start:
-        raise InvalidInput(
-            f"effective_at must not be before the current usage period start "
-            f"({period_start.isoformat()}).", code="effective_at_before_current_period",
-            field="effective_at")
+    _require_in_current_period(entitlement, effective_at, now, field="effective_at",
+                               label="effective_at", code_prefix="effective_at",
+                               allow_future=True)
 
     duration = count = expires_at = None
     if expiration is not None:
@@ -403,15 +417,8 @@ def grant_void(*, actor, grant: EntitlementGrant, voided_at: datetime | None = N
     if grant.voided_at is not None:
         raise Conflict(f"Grant {grant.pk} is already voided.", code="grant_already_voided")
     voided_at = voided_at or now
-    if voided_at > now:
-        raise InvalidInput("voided_at must not be in the future.", code="voided_at_in_future",
-                           field="voided_at")
-    period_start = _current_period_start(entitlement, now)
-    if voided_at < period_start:
-        raise InvalidInput(
-            f"voided_at must not be before the current usage period start "
-            f"({period_start.isoformat()}).", code="voided_at_before_current_period",
-            field="voided_at")
+    _require_in_current_period(entitlement, voided_at, now, field="voided_at",
+                               label="voided_at", code_prefix="voided_at")
     grant.voided_at = voided_at
     grant.save(update_fields=["voided_at"])
     _invalidate_snapshots(entitlement, voided_at)
@@ -435,15 +442,8 @@ def entitlement_reset(*, actor, entitlement: Entitlement, effective_at: datetime
     entitlement = _lock_entitlement(entitlement)
     _require_metered(entitlement, now)
     effective_at = effective_at or now
-    if effective_at > now:
-        raise InvalidInput("A reset cannot be in the future.", code="reset_in_future",
-                           field="effective_at")
-    period_start = _current_period_start(entitlement, now)
-    if effective_at < period_start:
-        raise InvalidInput(
-            f"A reset cannot be before the current usage period start or the last reset "
-            f"({period_start.isoformat()}).", code="reset_before_current_period",
-            field="effective_at")
+    _require_in_current_period(entitlement, effective_at, now, field="effective_at",
+                               label="A reset", code_prefix="reset")
     if preserve_overage is None:
         preserve_overage = entitlement.preserve_overage_at_reset
     schedule = selectors.usage_period_of(entitlement)

@@ -4,7 +4,6 @@ from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
-    OpenApiResponse,
     extend_schema,
     extend_schema_field,
     extend_schema_view,
@@ -12,15 +11,23 @@ from drf_spectacular.utils import (
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 
-from billing_project.api import AmountField, DateOrTimestampField, MoneyField, TimestampField
+from billing_project.api import (
+    ERRORS as API_ERRORS,
+)
+from billing_project.api import (
+    PROBLEM,
+    AmountField,
+    DateOrTimestampField,
+    MoneyField,
+    TimestampField,
+)
 from billing_project.filters import CreatedAtFilterSet, TimestampFilter
 from grants import selectors, services
 from grants.models import CreditBlock, TopUp
 from ledgers.models import Customer, LedgerEntry
 from ledgers.selectors import customer_get
 
-PROBLEM = OpenApiResponse(description="application/problem+json error")
-ERRORS = {400: PROBLEM, 401: PROBLEM, 403: PROBLEM, 404: PROBLEM}
+ERRORS = {**API_ERRORS, 404: PROBLEM}  # every credit route names a customer
 WRITE_ERRORS = {**ERRORS, 409: PROBLEM}
 
 

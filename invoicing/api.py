@@ -1,11 +1,13 @@
 """Plans, pricing rules, invoices and credit notes (API.md §6): thin views."""
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing_project.api import (
+    ERRORS,
+    PROBLEM,
     AmountField,
     DateOrTimestampField,
     MoneyField,
@@ -17,9 +19,6 @@ from invoicing import selectors, services
 from invoicing.filters import InvoiceFilter, PlanFilter, PricingRuleFilter
 from invoicing.models import BILLING_INTERVALS, PRICING_MODELS, CreditNote, Invoice
 from invoicing.pricing import minor_unit_exponent
-
-PROBLEM = OpenApiResponse(description="application/problem+json error")
-ERRORS = {400: PROBLEM, 401: PROBLEM, 403: PROBLEM}
 
 
 def _money(value, currency: str) -> str | None:

@@ -1,12 +1,14 @@
 """Customers (API.md §1): thin views over ledgers.services / ledgers.selectors."""
 
 from django.apps import apps
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing_project.api import (
+    ERRORS,
+    PROBLEM,
     DateOrTimestampField,
     StringMapField,
     TimestampField,
@@ -15,9 +17,6 @@ from billing_project.api import (
 from billing_project.filters import CreatedAtFilterSet
 from ledgers import selectors, services
 from ledgers.models import Customer
-
-PROBLEM = OpenApiResponse(description="application/problem+json error")
-ERRORS = {400: PROBLEM, 401: PROBLEM, 403: PROBLEM}
 
 
 def validate_plan_id(value):

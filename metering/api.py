@@ -4,23 +4,18 @@ from django.db.models import Count
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
-    OpenApiResponse,
     extend_schema,
 )
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing_project.api import AmountField, TimestampField, format_timestamp
+from billing_project.api import ERRORS, PROBLEM, AmountField, TimestampField, format_timestamp
 from billing_project.errors import InvalidInput, NotFound
 from billing_project.filters import CreatedAtFilterSet
 from ledgers.selectors import customer_get
 from metering import selectors, services
 from metering.models import Backfill, Meter
-
-PROBLEM = OpenApiResponse(description="application/problem+json error")
-ERRORS = {400: PROBLEM, 401: PROBLEM, 403: PROBLEM}
-
 
 # --- ingestion -------------------------------------------------------------------------------
 
