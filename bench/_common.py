@@ -1,4 +1,4 @@
-"""Shared helpers for the metering benchmarks: a fresh database, Django, gunicorn, RSS."""
+"""Shared helpers for the benchmarks: a fresh database, Django, gunicorn, RSS."""
 
 import os
 import socket

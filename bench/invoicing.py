@@ -16,14 +16,10 @@ and POST /v1/invoices/preview for one customer (p50/p95 over BENCH_PREVIEWS, def
 import multiprocessing
 import os
 import statistics
-import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _common  # noqa: E402 - also puts the project on sys.path
 
 CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", 10_000))
 EVENTS_PER_METER = int(os.environ.get("BENCH_EVENTS_PER_METER", 2))
@@ -35,37 +31,9 @@ NEXT_END = datetime(2026, 12, 1, tzinfo=UTC)
 GRACE = timedelta(days=1)
 
 
-def bench_database_url() -> str:
-    if os.environ.get("BENCH_DATABASE_URL"):
-        return os.environ["BENCH_DATABASE_URL"]
-    base = urlsplit(os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/x"))
-    return urlunsplit(base._replace(path="/h_invoicing_bench"))
-
-
-def recreate_database(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def setup_django() -> None:
-    url = bench_database_url()
-    recreate_database(url)
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_project.settings")
-    os.environ.setdefault("CELERY_BROKER_FOLDER", "/tmp/h_invoicing_bench-broker")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    _common.setup_django("h_invoicing_bench")
 
 
 def create_world() -> list[str]:

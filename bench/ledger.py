@@ -13,11 +13,8 @@ import sys
 import threading
 import time
 from decimal import Decimal
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _common  # noqa: E402 - also puts the project on sys.path
 
 THREADS = int(os.environ.get("BENCH_THREADS", 8))
 HOT_OPS = int(os.environ.get("BENCH_HOT_OPS", 4000))
@@ -26,37 +23,8 @@ SPREAD_OPS = int(os.environ.get("BENCH_SPREAD_OPS", 8000))
 READS = int(os.environ.get("BENCH_READS", 300))
 
 
-def bench_database_url() -> str:
-    if os.environ.get("BENCH_DATABASE_URL"):
-        return os.environ["BENCH_DATABASE_URL"]
-    base = urlsplit(os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/x"))
-    return urlunsplit(base._replace(path="/h_credits_bench"))
-
-
-def create_database(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def setup() -> None:
-    url = bench_database_url()
-    create_database(url)
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_project.settings")
-    os.environ.setdefault("CELERY_BROKER_FOLDER", "/tmp/h_credits_bench-broker")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    _common.setup_django("h_credits_bench")
 
 
 def _process_target(work, items, queue):

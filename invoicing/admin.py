@@ -22,6 +22,7 @@ from invoicing.models import (
     PricingRule,
     UsageSettlement,
 )
+from ledgers.admin import ReadOnlyAdmin
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -260,7 +261,7 @@ class CreditNoteInline(ReadOnlyInline):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(admin.ModelAdmin):
+class InvoiceAdmin(ReadOnlyAdmin):
     list_display = ("__str__", "customer", "status", "kind", "period_start", "period_end",
                     "subtotal", "credits_applied", "amount_due", "hosted_link")
     list_filter = ("status", "kind", "currency")
@@ -276,15 +277,6 @@ class InvoiceAdmin(admin.ModelAdmin):
               "paid_at", "voided_at", "payment_external_id", "payment_notes", "memo",
               "credit_block_id", "hosted_link", "created_at")
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_issue_permission(self, request):
         return request.user.has_perm("invoicing.issue_invoice")
@@ -339,17 +331,6 @@ class InvoiceAdmin(admin.ModelAdmin):
             run=lambda invoice, data, user: services.invoice_refund(
                 invoice=invoice, actor=user, reason=data["reason"],
                 amount=data.get("amount") or None))
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(CreditNote)
