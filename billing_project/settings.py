@@ -126,7 +126,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True  # serves static files from the apps when not collected
-warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
+warnings.filterwarnings("ignore", message="No directory at")  # whitenoise, STATIC_ROOT
 WHITENOISE_AUTOREFRESH = DEBUG
 
 # Requests: 5 MB bodies at most (API.md §0/§2), enforced for the API by BodySizeLimitMiddleware.
