@@ -7,7 +7,9 @@ events by default) and "small" (10,000). Events are bulk-inserted and rolled up 
 metering's own rollup rebuild; the snapshot jobs then run as they would in production.
 
 Reports p50/p99 latency of single-client requests, throughput and latency with 8 concurrent
-clients, and p50(large) / p50(small).
+clients, and p50(large) / p50(small); then the same for a plain one-row read through the same
+stack (GET /v1/customers/{id}: API key, one row, DRF) as the machine's reference point, and the
+ratio of the value endpoint's throughput to it.
 
     .venv/bin/python bench/entitlement_value.py [--events 1000000] [--small 10000]
         [--seconds 10] [--requests 1000] [--workers CPUS] [--clients 8] [--jit] [--reuse-db]
@@ -337,8 +339,12 @@ def main() -> int:
             except OSError:
                 time.sleep(0.1)
         results = {}
-        for label, (customer_id, _entitlement_id) in state["targets"].items():
-            path = f"/v1/customers/{customer_id}/entitlements/bench_tokens/value"
+        paths = [(label, f"/v1/customers/{customer_id}/entitlements/bench_tokens/value")
+                 for label, (customer_id, _entitlement_id) in state["targets"].items()]
+        # The reference point: a plain one-row read (the customer) through the same stack.
+        paths.append(("baseline_customer_read",
+                      f"/v1/customers/{state['targets']['large'][0]}"))
+        for label, path in paths:
             _, status, body = _request(port, path, state["key"])
             assert status == 200, body
             _sequential(port, path, state["key"], 200)  # warm every worker
@@ -347,7 +353,7 @@ def main() -> int:
                 port, path, state["key"], args.clients, args.seconds,
                 measure=lambda: _server_pids(gunicorn.pid, db_name))
             results[label] = {
-                "value": json.loads(body),
+                "value": json.loads(body) if label != "baseline_customer_read" else None,
                 "p50_ms": round(statistics.median(single) * 1000, 2),
                 "p99_ms": round(_percentile(single, 0.99) * 1000, 2),
                 f"rps_{args.clients}_clients": round(rate, 1),
@@ -357,6 +363,9 @@ def main() -> int:
             }
         results["p50_ratio_large_small"] = round(
             results["large"]["p50_ms"] / results["small"]["p50_ms"], 3)
+        rps = f"rps_{args.clients}_clients"
+        results["rps_ratio_large_baseline"] = round(
+            results["large"][rps] / results["baseline_customer_read"][rps], 3)
         results["setup"] = {**setup, "load_average_at_end": os.getloadavg()}
         print(json.dumps(results, indent=2))
     finally:

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, models
+from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -415,11 +415,41 @@ def _from_json(model, text: str | None):
     return None if text is None else _from_data(model, json.loads(text, parse_float=Decimal))
 
 
+_AS_IS = {"CharField", "TextField", "BooleanField", "IntegerField", "BigIntegerField",
+          "PositiveIntegerField", "SmallIntegerField", "JSONField"}
+_DECODERS: dict[type, list] = {}
+
+
+def _decoders(model) -> list:
+    """(column, decode or None) per concrete field: JSON values of ``row_to_json`` as the
+    field's Python value (datetimes from ISO text, decimals exact); else ``to_python``."""
+    found = _DECODERS.get(model)
+    if found is None:
+        found = []
+        for f in model._meta.concrete_fields:
+            kind = f.get_internal_type()
+            if kind in _AS_IS or (f.is_relation and
+                                  f.target_field.get_internal_type() in _AS_IS):
+                decode = None
+            elif kind == "DateTimeField":
+                decode = _decode_datetime
+            elif kind == "DecimalField":
+                decode = Decimal
+            else:
+                decode = f.to_python
+            found.append((f.column, decode))
+        _DECODERS[model] = found
+    return found
+
+
+def _decode_datetime(value):
+    return None if value is None else datetime.fromisoformat(value)
+
+
 def _from_data(model, data: dict):
-    fields = model._meta.concrete_fields
-    values = [f.to_python(data[f.column]) if not isinstance(f, models.JSONField)
-              else data[f.column] for f in fields]
-    return model.from_db("default", [f.attname for f in fields], values)
+    values = [data[column] if decode is None or data[column] is None else decode(data[column])
+              for column, decode in _decoders(model)]
+    return model.from_db("default", None, values)
 
 
 def value_context(*, key: str, at: datetime, customer_id: str | None = None,

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-import psycopg
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from billing_project.db import execute_prepared as _execute
+from billing_project.db import model_from_row
 from billing_project.errors import Conflict, InvalidInput, NotFound
 from grants.burn import BlockState, UsageContext, plan_deduction, plan_payoff
 from grants.models import CreditBlock, TopUp
@@ -208,18 +209,6 @@ def _insert_cte(name: str, table: str, fields: list, objects: list, params: list
             f"{', '.join([row] * len(objects))} RETURNING 1)")
 
 
-def _execute(sql: str, params: list, *, fetch: bool = False) -> list | None:
-    """Run one statement of a credit write on Django's connection (its transaction), with
-    server-side binding and a prepared statement: the lock-and-read and the write statement
-    of every write are planned once per connection instead of once per call."""
-    connection.ensure_connection()
-    connection.validate_no_broken_transaction()
-    with connection.wrap_database_errors:
-        with psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(sql, params, prepare=True)
-            return cursor.fetchall() if fetch else None
-
-
 def _write(ledger: Ledger, blocks: list[CreditBlock], entries: list[LedgerEntry],
            audit: AuditLog | None = None) -> None:
     """Blocks, new entries and the ledger row in one statement (a data-modifying CTE): the
@@ -270,42 +259,20 @@ _LOCK_AND_LOAD = (
 )
 
 
-def _converters(fields) -> list:
-    result = []
-    for index, f in enumerate(fields):
-        converters = f.get_db_converters(connection)
-        if converters:
-            result.append((index, converters))
-    return result
-
-
-def _from_row(model, fields_converters, values: list):
-    for index, converters in fields_converters:
-        value = values[index]
-        for converter in converters:
-            value = converter(value, None, connection)
-        values[index] = value
-    return model.from_db(connection.alias, None, values)
-
-
 def _lock_and_load(*, customer: Customer, currency: str) -> tuple[Ledger, dict] | None:
     """The locked ledger and its open blocks in one round trip (None: no ledger yet)."""
     rows = _execute(_LOCK_AND_LOAD, [customer.pk, currency], fetch=True)
     if not rows:
         return None
     n = len(LEDGER_FIELDS)
-    ledger = _from_row(Ledger, _LEDGER_CONVERTERS, list(rows[0][:n]))
+    ledger = model_from_row(Ledger, rows[0][:n])
     ledger.customer = customer
     blocks = {}
     for row in rows:
         if row[n] is not None:
-            block = _from_row(CreditBlock, _BLOCK_CONVERTERS, list(row[n:]))
+            block = model_from_row(CreditBlock, row[n:])
             blocks[block.id] = block
     return ledger, blocks
-
-
-_LEDGER_CONVERTERS = _converters(LEDGER_FIELDS)
-_BLOCK_CONVERTERS = _converters(BLOCK_FIELDS)
 
 
 def _writer(*, customer: Customer, currency: str, actor, at: datetime | None = None

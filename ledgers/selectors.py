@@ -2,6 +2,7 @@ import hashlib
 
 from django.db.models import QuerySet
 
+from billing_project.db import columns, execute_prepared, model_from_row
 from billing_project.errors import NotFound
 from ledgers.models import ApiKey, Customer
 
@@ -10,8 +11,15 @@ def hash_api_key(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
+_API_KEY_SQL = (f"SELECT {columns(ApiKey)} FROM {ApiKey._meta.db_table} "
+                "WHERE key_hash = %s AND revoked_at IS NULL")
+
+
 def api_key_for_raw_key(*, raw_key: str) -> ApiKey | None:
-    return ApiKey.objects.filter(key_hash=hash_api_key(raw_key), revoked_at__isnull=True).first()
+    """The live key (None: unknown or revoked). Runs on every API request: a prepared
+    statement on the unique ``key_hash`` index."""
+    rows = execute_prepared(_API_KEY_SQL, [hash_api_key(raw_key)], fetch=True)
+    return model_from_row(ApiKey, rows[0]) if rows else None
 
 
 def customer_list() -> QuerySet[Customer]:
