@@ -108,6 +108,12 @@ if not DATABASES["default"]["ENGINE"].endswith("postgresql"):
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
 # Short OLTP queries: PostgreSQL's JIT costs ~25 ms per usage query at 1M events.
 DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
+# Django turns psycopg's prepared statements off (None) for connection poolers. The few hot
+# statements that ask for one (billing_project.db.execute_prepared) get it; nothing is
+# prepared automatically (the threshold is never reached). DB_PREPARED_STATEMENTS=0 for a
+# pooler that cannot keep them (PgBouncer in transaction mode before 1.21).
+if env_bool("DB_PREPARED_STATEMENTS", True):
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 2**31 - 1
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
