@@ -7,9 +7,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import F, Q, QuerySet, Sum
+from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
+from billing_project.db import columns, execute_prepared, model_from_row
 from billing_project.errors import NotFound
 from grants.burn import BlockState, burn_order_key, plan_deduction, plan_payoff
 from grants.models import CreditBlock, TopUp
@@ -52,6 +53,14 @@ def _unsettled_usage(*, customer: Customer, currency: str, since: datetime | Non
                 for source in UNSETTLED_USAGE_SOURCES), ZERO)
 
 
+# The balance read's one statement: open blocks with their ledger's debt, holds and catch-up
+# time (prepared, binary results: 100 blocks load in a fraction of the ORM's time).
+_OPEN_BLOCKS_SQL = (
+    f"SELECT {columns(CreditBlock, 'b')}, l.debt, l.pending, l.caught_up_at "
+    f"FROM {CreditBlock._meta.db_table} b JOIN {Ledger._meta.db_table} l ON l.id = b.ledger_id "
+    "WHERE b.customer_id = %s AND b.currency = %s AND b.status = ANY(%s)")
+
+
 def credit_balance(*, customer: Customer, currency: str | None = None,
                    as_of: datetime | None = None) -> Balance:
     """The balance usable at `as_of` (default now): blocks effective and not expired then,
@@ -62,13 +71,11 @@ def credit_balance(*, customer: Customer, currency: str | None = None,
     if as_of < now:
         return _balance_in_past(customer=customer, currency=currency, as_of=as_of)
     # One statement: blocks and their ledger row come from the same snapshot.
-    blocks = list(CreditBlock.objects.filter(customer=customer, currency=currency,
-                                             status__in=OPEN)
-                  .annotate(ledger_debt=F("ledger__debt"), ledger_pending=F("ledger__pending"),
-                            ledger_caught_up_at=F("ledger__caught_up_at")))
+    rows = execute_prepared(_OPEN_BLOCKS_SQL, [customer.pk, currency, list(OPEN)], fetch=True,
+                            binary=True)
+    blocks = [model_from_row(CreditBlock, row[:-3]) for row in rows]
     if blocks:
-        ledger = Ledger(debt=blocks[0].ledger_debt, pending=blocks[0].ledger_pending,
-                        caught_up_at=blocks[0].ledger_caught_up_at)
+        ledger = Ledger(debt=rows[0][-3], pending=rows[0][-2], caught_up_at=rows[0][-1])
     else:
         ledger = Ledger.objects.filter(customer=customer, currency=currency).first()
         if ledger is None:

@@ -17,8 +17,7 @@ from decimal import Decimal
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from billing_project.db import execute_prepared as _execute
-from billing_project.db import model_from_row
+from billing_project.db import columns, execute_prepared, model_from_row
 from billing_project.errors import Conflict, InvalidInput, NotFound
 from grants.burn import BlockState, UsageContext, plan_deduction, plan_payoff
 from grants.models import CreditBlock, TopUp
@@ -234,34 +233,28 @@ def _write(ledger: Ledger, blocks: list[CreditBlock], entries: list[LedgerEntry]
                ledger.caught_up_at, ledger.pk]
     if parts:
         sql = "WITH " + ", ".join(parts) + " " + sql
-    _execute(sql, params)
+    execute_prepared(sql, params)
     for obj in (*entries, audit) if audit is not None else entries:
         obj._state.adding = False
         obj._state.db = connection.alias
 
 
-def _columns(model) -> tuple[list, str]:
-    fields = list(model._meta.concrete_fields)
-    return fields, ", ".join(f'"{f.column}"' for f in fields)
-
-
-LEDGER_FIELDS, _LEDGER_COLUMNS = _columns(Ledger)
-BLOCK_FIELDS, _BLOCK_COLUMNS = _columns(CreditBlock)
+LEDGER_FIELDS = list(Ledger._meta.concrete_fields)
 # One statement locks the ledger row and reads its open blocks. The blocks come from
 # `grants_open_blocks` (migration grants 0003): a VOLATILE function, called for the locked row,
 # so its query takes a fresh snapshot after the lock was granted (in READ COMMITTED a plain
 # join would read the statement's snapshot, taken before the lock may have waited).
 _LOCK_AND_LOAD = (
-    f"WITH l AS (SELECT {_LEDGER_COLUMNS} FROM ledgers_ledger "
+    f"WITH l AS (SELECT {columns(Ledger)} FROM ledgers_ledger "
     "WHERE customer_id = %s AND currency = %s FOR NO KEY UPDATE) "
-    "SELECT l.*, " + ", ".join(f'cb."{f.column}"' for f in BLOCK_FIELDS)
-    + " FROM l LEFT JOIN LATERAL grants_open_blocks(l.id) AS cb ON true"
+    f"SELECT l.*, {columns(CreditBlock, 'cb')}"
+    " FROM l LEFT JOIN LATERAL grants_open_blocks(l.id) AS cb ON true"
 )
 
 
 def _lock_and_load(*, customer: Customer, currency: str) -> tuple[Ledger, dict] | None:
     """The locked ledger and its open blocks in one round trip (None: no ledger yet)."""
-    rows = _execute(_LOCK_AND_LOAD, [customer.pk, currency], fetch=True)
+    rows = execute_prepared(_LOCK_AND_LOAD, [customer.pk, currency], fetch=True, binary=True)
     if not rows:
         return None
     n = len(LEDGER_FIELDS)
