@@ -1,10 +1,13 @@
-"""Prepared statements on Django's connection, for the few hot-path queries whose planning
-costs as much as running them."""
+"""Hot-path database access: prepared statements on Django's connection (for the few queries
+whose planning or client-side quoting costs as much as running them) and fast loading of their
+rows into model instances."""
 
 from __future__ import annotations
 
 import psycopg
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.models import signals
+from django.db.models.base import ModelState
 
 
 def execute_prepared(sql: str, params, *, fetch: bool = False, binary: bool = False
@@ -25,9 +28,6 @@ def execute_prepared(sql: str, params, *, fetch: bool = False, binary: bool = Fa
             return cursor.fetchall() if fetch else None
 
 
-_CONVERTERS: dict[type, list] = {}
-
-
 def columns(model, alias: str | None = None) -> str:
     """The model's concrete columns in field order, for ``model_from_row``; JSON columns as
     text (what Django's JSON fields decode, in either result format)."""
@@ -37,19 +37,53 @@ def columns(model, alias: str | None = None) -> str:
         else f'{prefix}"{f.column}"' for f in model._meta.concrete_fields)
 
 
-def model_from_row(model, values):
-    """An instance from a row of ``columns(model)`` read by ``execute_prepared``, with the
-    field converters Django's own queries would apply (JSON, ...)."""
-    converters = _CONVERTERS.get(model)
-    if converters is None:
-        converters = _CONVERTERS[model] = [
-            (index, found) for index, f in enumerate(model._meta.concrete_fields)
-            if (found := f.get_db_converters(connection))]
-    if converters:
-        values = list(values)
+_LOADERS: dict[type, tuple] = {}
+
+
+def _loader(model) -> tuple[list[str], list]:
+    found = _LOADERS.get(model)
+    if found is None:
+        fields = model._meta.concrete_fields
+        converters = [(index, found) for index, f in enumerate(fields)
+                      if (found := f.get_db_converters(connection))]
+        found = _LOADERS[model] = ([f.attname for f in fields], converters)
+    return found
+
+
+def model_from_values(model, values, *, alias: str = DEFAULT_DB_ALIAS):
+    """What ``model.from_db(alias, None, values)`` returns (values in concrete field order),
+    without ``Model.__init__``'s per-field work: the attributes are set directly. Models
+    with init signals take the regular path."""
+    if signals.pre_init.has_listeners(model) or signals.post_init.has_listeners(model):
+        return model.from_db(alias, None, values)
+    obj = model.__new__(model)
+    state = ModelState()
+    state.adding = False
+    state.db = alias
+    obj._state = state
+    obj.__dict__.update(zip(_loader(model)[0], values, strict=True))
+    return obj
+
+
+def models_from_rows(model, rows) -> list:
+    """Instances from rows of ``columns(model)`` (each row may carry extra trailing values,
+    ignored) read by ``execute_prepared``, with the field converters Django's own queries
+    would apply (JSON, ...)."""
+    attnames, converters = _loader(model)
+    width = len(attnames)
+    db = connections[DEFAULT_DB_ALIAS]
+    out = []
+    for row in rows:
+        values = list(row[:width])
         for index, field_converters in converters:
             value = values[index]
             for converter in field_converters:
-                value = converter(value, None, connection)
+                value = converter(value, None, db)
             values[index] = value
-    return model.from_db(connection.alias, None, values)
+        out.append(model_from_values(model, values))
+    return out
+
+
+def model_from_row(model, values):
+    """One instance from a row of ``columns(model)`` (see ``models_from_rows``)."""
+    return models_from_rows(model, [values])[0]

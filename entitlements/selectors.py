@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from billing_project.db import execute_prepared, model_from_values
 from billing_project.errors import InvalidInput, NotFound
 from entitlements.burndown import (
     ADDITIVE_AGGREGATIONS,
@@ -350,18 +349,18 @@ def entitlement_value(*, entitlement: Entitlement, at: datetime | None = None,
 
 _VALUE_CONTEXT_SQL = """
 WITH c AS (
-    SELECT * FROM ledgers_customer WHERE {customer_condition} = $1
+    SELECT * FROM ledgers_customer WHERE {customer_condition} = %(customer)s::text
 ), e AS (
     SELECT e.* FROM entitlements_entitlement e
     JOIN c ON e.customer_id = c.id
     JOIN entitlements_feature f ON f.id = e.feature_id
-    WHERE e.id = $2 OR (f.key = $2 AND e.deleted_at IS NULL)
-    ORDER BY e.id = $2 DESC
+    WHERE e.id = %(key)s::text OR (f.key = %(key)s::text AND e.deleted_at IS NULL)
+    ORDER BY e.id = %(key)s::text DESC
     LIMIT 1
 ), s AS (
     SELECT s.* FROM entitlements_balancesnapshot s
     JOIN e ON s.entitlement_id = e.id
-    WHERE s.at <= $3 AND s.at >= e.measure_usage_from
+    WHERE s.at <= %(at)s::timestamptz AND s.at >= e.measure_usage_from
     ORDER BY s.at DESC LIMIT 1
 )
 SELECT
@@ -373,7 +372,7 @@ SELECT
     -- grants still active where the run starts (the snapshot), and already effective
     (SELECT json_agg(g)::text FROM entitlements_entitlementgrant g
         JOIN e ON g.entitlement_id = e.id
-        WHERE g.effective_at <= $3
+        WHERE g.effective_at <= %(at)s::timestamptz
           AND (g.voided_at IS NULL OR g.voided_at > COALESCE((SELECT at FROM s),
                                                              e.measure_usage_from))
           AND (g.expires_at IS NULL OR g.expires_at > COALESCE((SELECT at FROM s),
@@ -383,25 +382,6 @@ SELECT
     (SELECT row_to_json(s)::text FROM s),
     {watermark}
 """
-
-
-class _PreparedOn:
-    """(raw connection, statement name) pairs already prepared; forgets closed connections.
-    PREPARE is not undone by a rollback, so a statement lives as long as its session."""
-
-    def __init__(self):
-        self._by_connection: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-    def __contains__(self, item) -> bool:
-        raw, name = item
-        return name in self._by_connection.get(raw, ())
-
-    def add(self, item) -> None:
-        raw, name = item
-        self._by_connection.setdefault(raw, set()).add(name)
-
-
-_prepared = _PreparedOn()
 
 
 def _meter_model():
@@ -449,7 +429,7 @@ def _decode_datetime(value):
 def _from_data(model, data: dict):
     values = [data[column] if decode is None or data[column] is None else decode(data[column])
               for column, decode in _decoders(model)]
-    return model.from_db("default", None, values)
+    return model_from_values(model, values)
 
 
 def value_context(*, key: str, at: datetime, customer_id: str | None = None,
@@ -459,20 +439,13 @@ def value_context(*, key: str, at: datetime, customer_id: str | None = None,
     value endpoint's hot path. NotFound for an unknown customer or entitlement."""
     column, param = (("id", customer_id) if customer_id is not None
                      else ("external_customer_id", external_customer_id))
-    name = f"entitlement_value_context_v2_{column}"  # v2: with the rollup watermark
-    with connection.cursor() as cursor:
-        # A prepared statement: planning this query costs more than running it.
-        raw = connection.connection
-        if (raw, name) not in _prepared:
-            from metering.rollups import WATERMARK_SQL
+    from metering.rollups import WATERMARK_SQL
 
-            sql = _VALUE_CONTEXT_SQL.format(customer_condition=column,
-                                            meter_table=_meter_model()._meta.db_table,
-                                            watermark=WATERMARK_SQL)
-            cursor.execute(f"PREPARE {name} (text, text, timestamptz) AS {sql}")
-            _prepared.add((raw, name))
-        cursor.execute(f"EXECUTE {name} (%s, %s, %s)", [param, key, at])
-        row = cursor.fetchone()
+    # Prepared (psycopg keeps it per connection): planning this query costs more than running it.
+    sql = _VALUE_CONTEXT_SQL.format(customer_condition=column,
+                                    meter_table=_meter_model()._meta.db_table,
+                                    watermark=WATERMARK_SQL)
+    row = execute_prepared(sql, {"customer": param, "key": key, "at": at}, fetch=True)[0]
     customer = _from_json(Customer, row[0])
     if customer is None:
         raise NotFound(f"No customer '{param}'.", code="customer_not_found")

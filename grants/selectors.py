@@ -10,7 +10,7 @@ from decimal import Decimal
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
-from billing_project.db import columns, execute_prepared, model_from_row
+from billing_project.db import columns, execute_prepared, models_from_rows
 from billing_project.errors import NotFound
 from grants.burn import BlockState, burn_order_key, plan_deduction, plan_payoff
 from grants.models import CreditBlock, TopUp
@@ -73,7 +73,7 @@ def credit_balance(*, customer: Customer, currency: str | None = None,
     # One statement: blocks and their ledger row come from the same snapshot.
     rows = execute_prepared(_OPEN_BLOCKS_SQL, [customer.pk, currency, list(OPEN)], fetch=True,
                             binary=True)
-    blocks = [model_from_row(CreditBlock, row[:-3]) for row in rows]
+    blocks = models_from_rows(CreditBlock, rows)
     if blocks:
         ledger = Ledger(debt=rows[0][-3], pending=rows[0][-2], caught_up_at=rows[0][-1])
     else:
