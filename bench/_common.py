@@ -140,3 +140,13 @@ def postgres_cpu_seconds(database: str) -> float:
         except psutil.Error:
             pass
     return total
+
+
+def cpu_calibration() -> float:
+    """Seconds for a fixed pure-Python loop (10M additions): this machine's speed at the
+    time of the run, printed beside the figures (shared virtual CPUs vary by 2x and more)."""
+    started = time.perf_counter()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    return round(time.perf_counter() - started, 3)

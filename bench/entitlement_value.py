@@ -328,7 +328,10 @@ def main() -> int:
          "--worker-class", args.worker_class, "--threads", str(args.threads),
          "--keep-alive", "30"],
         cwd=ROOT, env=env)
-    setup = {"workers": args.workers, "worker_class": args.worker_class,
+    from _common import cpu_calibration
+
+    setup = {"cpu_calibration_s_at_start": cpu_calibration(), "workers": args.workers,
+             "worker_class": args.worker_class,
              "threads": args.threads, "client_keep_alive": args.keep_alive,
              "clients": args.clients, "load_average_at_start": os.getloadavg()}
     try:
@@ -366,7 +369,8 @@ def main() -> int:
         rps = f"rps_{args.clients}_clients"
         results["rps_ratio_large_baseline"] = round(
             results["large"][rps] / results["baseline_customer_read"][rps], 3)
-        results["setup"] = {**setup, "load_average_at_end": os.getloadavg()}
+        results["setup"] = {**setup, "load_average_at_end": os.getloadavg(),
+                            "cpu_calibration_s_at_end": cpu_calibration()}
         print(json.dumps(results, indent=2))
     finally:
         gunicorn.terminate()

@@ -104,6 +104,7 @@ def main() -> None:
     # holds the ledger lock from waiting 5 ms behind others (BENCH_SWITCH_INTERVAL=0.005 for
     # CPython's default).
     sys.setswitchinterval(float(os.environ.get("BENCH_SWITCH_INTERVAL", "0.0005")))
+    print(f"cpu calibration (10M-addition Python loop): {_common.cpu_calibration()} s")
     setup()
     from grants import selectors, services
     from ledgers.models import Customer
@@ -154,6 +155,7 @@ def main() -> None:
     print(f"balance read (100 blocks, {reader.ledgers.get().last_sequence_number:,} entries): "
           f"p50 {statistics.median(timings):.2f} ms, "
           f"p95 {timings[int(len(timings) * 0.95)]:.2f} ms")
+    print(f"cpu calibration at the end: {_common.cpu_calibration()} s")
 
 
 if __name__ == "__main__":
