@@ -33,7 +33,6 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,8 @@ from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlparse
 
+import _common  # noqa: E402 - also puts the project on sys.path
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/h_entitlements_bench"
 
@@ -51,26 +52,10 @@ DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/h_entitlements_bench"
 def _recreate_database(url: str, *, jit: bool) -> None:
     import psycopg
 
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/")
-    admin = parsed._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-        if not jit:  # JIT compiles the usage query's plan on every call: ~25 ms at 1M events
-            conn.execute(f'ALTER DATABASE "{name}" SET jit = off')
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
+    _common.recreate_database(url)
+    if not jit:  # JIT compiles the usage query's plan on every call: ~25 ms at 1M events
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{urlparse(url).path.lstrip("/")}" SET jit = off')
 
 
 def _setup(n_large: int, n_small: int) -> dict:
@@ -304,7 +289,6 @@ def main() -> int:
            "CELERY_BROKER_FOLDER": f"/tmp/{db_name}-broker", "LOG_LEVEL": "WARNING",
            "DEBUG": "0"}
     os.environ.update(env)
-    sys.path.insert(0, str(ROOT))
     state_file = Path(f"/tmp/{db_name}-state.json")
     if args.reuse_db and state_file.exists():
         state = json.loads(state_file.read_text())
@@ -321,16 +305,14 @@ def main() -> int:
                        env=env, check=True)
     global KEEP_ALIVE
     KEEP_ALIVE = args.keep_alive
-    port = _free_port()
+    port = _common.free_port()
     gunicorn = subprocess.Popen(
         [str(Path(sys.executable).parent / "gunicorn"), "billing_project.wsgi", "--bind",
          f"127.0.0.1:{port}", "--workers", str(args.workers), "--log-level", "warning",
          "--worker-class", args.worker_class, "--threads", str(args.threads),
          "--keep-alive", "30"],
         cwd=ROOT, env=env)
-    from _common import cpu_calibration
-
-    setup = {"cpu_calibration_s_at_start": cpu_calibration(), "workers": args.workers,
+    setup = {"cpu_calibration_s_at_start": _common.cpu_calibration(), "workers": args.workers,
              "worker_class": args.worker_class,
              "threads": args.threads, "client_keep_alive": args.keep_alive,
              "clients": args.clients, "load_average_at_start": os.getloadavg()}
@@ -358,10 +340,10 @@ def main() -> int:
             results[label] = {
                 "value": json.loads(body) if label != "baseline_customer_read" else None,
                 "p50_ms": round(statistics.median(single) * 1000, 2),
-                "p99_ms": round(_percentile(single, 0.99) * 1000, 2),
+                "p99_ms": round(_common.percentile(single, 0.99) * 1000, 2),
                 f"rps_{args.clients}_clients": round(rate, 1),
                 "p50_ms_loaded": round(statistics.median(loaded) * 1000, 2),
-                "p99_ms_loaded": round(_percentile(loaded, 0.99) * 1000, 2),
+                "p99_ms_loaded": round(_common.percentile(loaded, 0.99) * 1000, 2),
                 **cpu,
             }
         results["p50_ratio_large_small"] = round(
@@ -370,7 +352,7 @@ def main() -> int:
         results["rps_ratio_large_baseline"] = round(
             results["large"][rps] / results["baseline_customer_read"][rps], 3)
         results["setup"] = {**setup, "load_average_at_end": os.getloadavg(),
-                            "cpu_calibration_s_at_end": cpu_calibration()}
+                            "cpu_calibration_s_at_end": _common.cpu_calibration()}
         print(json.dumps(results, indent=2))
     finally:
         gunicorn.terminate()

@@ -1,5 +1,5 @@
 """Hot-path database access: prepared statements on Django's connection (for the few queries
-whose planning or client-side quoting costs as much as running them) and fast loading of their
+whose parsing or client-side quoting costs as much as running them) and fast loading of their
 rows into model instances."""
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from django.db.models.base import ModelState
 def execute_prepared(sql: str, params, *, fetch: bool = False, binary: bool = False
                      ) -> list | None:
     """Run ``sql`` (``%s`` / ``%(name)s`` placeholders) on Django's connection, inside its
-    current transaction, with server-side binding and a prepared statement: planned once per
-    connection and parameter types instead of once per call, and no client-side quoting of
-    long parameter arrays. Errors are wrapped as Django's (``IntegrityError``, ...).
+    current transaction, with server-side binding and a prepared statement: parsed once per
+    connection and parameter types, and no client-side quoting of long parameter arrays.
+    PostgreSQL still re-plans with the actual values when its generic plan looks worse
+    (plan_cache_mode = auto). Errors are wrapped as Django's (``IntegrityError``, ...).
 
     ``binary``: results in binary format, loaded by psycopg's C loaders (timestamps, numerics
     several times faster than Django's text loaders); JSON must then be selected as text, as
@@ -41,13 +42,13 @@ _LOADERS: dict[type, tuple] = {}
 
 
 def _loader(model) -> tuple[list[str], list]:
-    found = _LOADERS.get(model)
-    if found is None:
+    loader = _LOADERS.get(model)
+    if loader is None:
         fields = model._meta.concrete_fields
-        converters = [(index, found) for index, f in enumerate(fields)
-                      if (found := f.get_db_converters(connection))]
-        found = _LOADERS[model] = ([f.attname for f in fields], converters)
-    return found
+        converters = [(index, field_converters) for index, f in enumerate(fields)
+                      if (field_converters := f.get_db_converters(connection))]
+        loader = _LOADERS[model] = ([f.attname for f in fields], converters)
+    return loader
 
 
 def model_from_values(model, values, *, alias: str = DEFAULT_DB_ALIAS):
@@ -71,7 +72,7 @@ def models_from_rows(model, rows) -> list:
     would apply (JSON, ...)."""
     attnames, converters = _loader(model)
     width = len(attnames)
-    db = connections[DEFAULT_DB_ALIAS]
+    db = connections[DEFAULT_DB_ALIAS]  # resolved once, not through the proxy per value
     out = []
     for row in rows:
         values = list(row[:width])

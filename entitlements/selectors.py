@@ -412,7 +412,7 @@ def _decoders(model) -> list:
                                   f.target_field.get_internal_type() in _AS_IS):
                 decode = None
             elif kind == "DateTimeField":
-                decode = _decode_datetime
+                decode = datetime.fromisoformat
             elif kind == "DecimalField":
                 decode = Decimal
             else:
@@ -420,10 +420,6 @@ def _decoders(model) -> list:
             found.append((f.column, decode))
         _DECODERS[model] = found
     return found
-
-
-def _decode_datetime(value):
-    return None if value is None else datetime.fromisoformat(value)
 
 
 def _from_data(model, data: dict):
@@ -441,7 +437,7 @@ def value_context(*, key: str, at: datetime, customer_id: str | None = None,
                      else ("external_customer_id", external_customer_id))
     from metering.rollups import WATERMARK_SQL
 
-    # Prepared (psycopg keeps it per connection): planning this query costs more than running it.
+    # Prepared (psycopg keeps it per connection): parsing this query costs more than running it.
     sql = _VALUE_CONTEXT_SQL.format(customer_condition=column,
                                     meter_table=_meter_model()._meta.db_table,
                                     watermark=WATERMARK_SQL)

@@ -17,7 +17,7 @@ from decimal import Decimal
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from billing_project.db import columns, execute_prepared, model_from_row
+from billing_project.db import columns, execute_prepared, model_from_row, models_from_rows
 from billing_project.errors import Conflict, InvalidInput, NotFound
 from grants.burn import BlockState, UsageContext, plan_deduction, plan_payoff
 from grants.models import CreditBlock, TopUp
@@ -260,12 +260,8 @@ def _lock_and_load(*, customer: Customer, currency: str) -> tuple[Ledger, dict] 
     n = len(LEDGER_FIELDS)
     ledger = model_from_row(Ledger, rows[0][:n])
     ledger.customer = customer
-    blocks = {}
-    for row in rows:
-        if row[n] is not None:
-            block = model_from_row(CreditBlock, row[n:])
-            blocks[block.id] = block
-    return ledger, blocks
+    blocks = models_from_rows(CreditBlock, [row[n:] for row in rows if row[n] is not None])
+    return ledger, {block.id: block for block in blocks}
 
 
 def _writer(*, customer: Customer, currency: str, actor, at: datetime | None = None

@@ -58,7 +58,7 @@ def usage_totals(*, meter: Meter, customer, ranges: Sequence[tuple[datetime, dat
     given = customer is not None
     options = dict(meter=meter, per_customer=given, customer_given=given,
                    group_by=group_by, filters=filters, params=params)
-    # Prepared: on the value endpoint's hot path, planning this statement and quoting its
+    # Prepared: on the value endpoint's hot path, parsing this statement and quoting its
     # window arrays client-side cost more than running it.
     fetched = execute_prepared(_usage_sql(**options), params, fetch=True)
     if meter.aggregation == Meter.Aggregation.UNIQUE_COUNT:
