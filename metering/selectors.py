@@ -165,6 +165,69 @@ def split_range(start: datetime, end: datetime) -> list[tuple[int, datetime, dat
     return [*_split_hours(start, d0), (DAY, d0, d1), *_split_hours(d1, end)]
 
 
+ADDITIVE = (Meter.Aggregation.SUM, Meter.Aggregation.COUNT, Meter.Aggregation.AVG)
+MAX_SCALAR_RAW_WINDOWS = 8
+
+
+def split_range_signed(start: datetime, end: datetime, *, additive: bool
+                       ) -> list[tuple[int, datetime, datetime, int]]:
+    """``split_range`` with a sign per segment (size, s, e, sign).
+
+    For additive aggregates (event count, value sum, valued count: sum, count and avg meters)
+    a raw edge longer than half an hour is read as its whole hour (rollups + tail) minus the raw
+    events of the rest of that hour, so no edge reads more than half an hour of raw events. A
+    range ending now reads its current hour as the hour minus the events after now: usually
+    none. Otherwise every segment has the sign 1 and this is ``split_range``."""
+    out = []
+    for size, seg_start, seg_end in split_range(start, end):
+        if not additive or size != RAW:
+            out.append((size, seg_start, seg_end, 1))
+            continue
+        # a raw segment lies within one hour, or within two when it crosses one boundary
+        # (split_range leaves [10:20, 11:40) raw): one part per hour
+        boundary = _floor(seg_start, HOUR) + timedelta(seconds=HOUR)
+        parts = ([(seg_start, boundary), (boundary, seg_end)] if boundary < seg_end
+                 else [(seg_start, seg_end)])
+        for part_start, part_end in parts:
+            if part_end - part_start <= timedelta(minutes=30):
+                out.append((RAW, part_start, part_end, 1))
+                continue
+            hour = _floor(part_start, HOUR)
+            following = hour + timedelta(seconds=HOUR)
+            out.append((HOUR, hour, following, 1))
+            if hour < part_start:
+                out.append((RAW, hour, part_start, -1))
+            if part_end < following:
+                out.append((RAW, part_end, following, -1))
+    return out
+
+
+def window_params(pieces) -> dict:
+    """Parameters of ``_usage_sql``'s windows from ``(index, size, start, end, sign)`` pieces:
+    rollup windows as arrays; raw windows as arrays too, and, when there are at most
+    ``MAX_SCALAR_RAW_WINDOWS`` of them, also one by one (``raw_windows``), so that the planner
+    sees each raw edge's bounds and reads it through the (customer, event_name, timestamp)
+    index instead of guessing a width for bounds hidden in an array."""
+    params = {"wi": [], "ws": [], "we": [], "wk": [], "wg": []}
+    raw = []
+    for index, size, seg_start, seg_end, sign in pieces:
+        params["wi"].append(index)
+        params["ws"].append(seg_start)
+        params["we"].append(seg_end)
+        params["wk"].append(size)
+        params["wg"].append(sign)
+        if size == RAW:
+            raw.append((index, seg_start, seg_end, sign))
+    if len(raw) <= MAX_SCALAR_RAW_WINDOWS:
+        for j, (index, seg_start, seg_end, sign) in enumerate(raw):
+            params.update({f"ri{j}": index, f"rs{j}": seg_start, f"re{j}": seg_end,
+                           f"rg{j}": sign})
+        params["raw_windows"] = len(raw)
+    else:
+        params["raw_windows"] = None
+    return params
+
+
 def _group_select(source: str, group_by: tuple[str, ...]) -> str:
     if not group_by:
         return "'{}'::jsonb"
@@ -203,7 +266,14 @@ def _validate_groups(meter: Meter, group_by, filters) -> tuple[tuple[str, ...], 
 def _usage_sql(meter: Meter, *, per_customer: bool, customer_given: bool, group_by, filters,
                params: dict, unique: bool = False) -> str:
     """One statement (one snapshot): rollups of whole days and hours + the tail (events at or
-    above the watermark) in those + every raw event in the partial hours at the edges."""
+    above the watermark) in those + every raw event in the partial hours at the edges.
+
+    ``params`` come from ``window_params``. Every window has a sign: event counts, valued
+    counts and sums are multiplied by it (negative windows only come from
+    ``split_range_signed`` for additive aggregates; min, max and latest would be wrong there)."""
+    if (not unique and meter.aggregation not in ADDITIVE and -1 in params["wg"]) or (
+            unique and -1 in params["wg"]):
+        raise ValueError("negative windows need an additive aggregation")
     expr = meter_sql(meter)
     customer_col = "{t}.customer_id" if per_customer else "NULL::text"
     rollup_customer = "AND r.customer_id = %(customer)s" if customer_given else ""
@@ -212,16 +282,24 @@ def _usage_sql(meter: Meter, *, per_customer: bool, customer_given: bool, group_
     rollup_filter = _filter_sql("r.grp", filters, params)
     raw_filter = _filter_sql("e.grp", filters, params)
     windows = ("(SELECT * FROM unnest(%(wi)s::int[], %(ws)s::timestamptz[], "
-               "%(we)s::timestamptz[], %(wk)s::int[]) AS w(i, s, e, k))")
+               "%(we)s::timestamptz[], %(wk)s::int[], %(wg)s::int[]) AS w(i, s, e, k, g))")
     columns = (f"s.customer_id, s.timestamp, s.event_id, {expr.grp} AS grp, "
                f"{expr.num} AS num, {expr.uval} AS uval, {expr.valued} AS valued")
-    edges = f"""
+    raw_events = (f"SELECT {columns} FROM metering_event AS s "
+                  f"WHERE s.event_name = %(event_name)s AND s.counted {raw_customer} ")
+    if params.get("raw_windows") is None:  # many raw windows: one lateral scan per window
+        edges = [f"""
         FROM {windows} AS w
-        CROSS JOIN LATERAL (
-            SELECT {columns} FROM metering_event AS s
-            WHERE s.event_name = %(event_name)s AND s.counted {raw_customer}
+        CROSS JOIN LATERAL ({raw_events}
                   AND s.timestamp >= w.s AND s.timestamp < w.e) AS e
-        WHERE w.k = {RAW} AND {raw_filter}"""
+        WHERE w.k = {RAW} AND {raw_filter}"""]
+    else:  # each raw window with its own bounds, visible to the planner
+        edges = [f"""
+        FROM (SELECT %(ri{j})s::int AS i, %(rg{j})s::int AS g) AS w
+        CROSS JOIN LATERAL ({raw_events}
+                  AND s.timestamp >= %(rs{j})s::timestamptz
+                  AND s.timestamp < %(re{j})s::timestamptz) AS e
+        WHERE {raw_filter}""" for j in range(params["raw_windows"])]
     tail = f"""
         FROM (SELECT {columns} FROM metering_event AS s
               WHERE s.ins_seq >= %(tail_hint)s AND s.ins_seq >= {WATERMARK_SQL}
@@ -231,6 +309,7 @@ def _usage_sql(meter: Meter, *, per_customer: bool, customer_given: bool, group_
     if unique:
         raw = (f"SELECT w.i, {customer_col.format(t='e')}, {_group_select('e.grp', group_by)}, "
                "md5(e.uval)::uuid")
+        raw_parts = "".join(f" UNION ALL {raw} {edge} AND e.uval IS NOT NULL" for edge in edges)
         return f"""
 SELECT i, customer_id, grp, count(DISTINCT value_hash) FROM (
     SELECT w.i, {customer_col.format(t="u")} AS customer_id,
@@ -240,27 +319,30 @@ SELECT i, customer_id, grp, count(DISTINCT value_hash) FROM (
          {rollup_customer.replace("r.", "u.")} AND u.size = w.k
          AND u.bucket >= w.s AND u.bucket < w.e
     WHERE w.k > {RAW} AND {rollup_filter.replace("r.", "u.")}
-    UNION ALL {raw} {edges} AND e.uval IS NOT NULL
+    {raw_parts}
     UNION ALL {raw} {tail} AND e.uval IS NOT NULL
 ) AS parts GROUP BY i, customer_id, grp"""
-    raw = (f"SELECT w.i, {customer_col.format(t='e')}, {_group_select('e.grp', group_by)}, 1, "
-           "CASE WHEN e.valued THEN 1 ELSE 0 END, e.num, e.num, e.num, "
+    raw = (f"SELECT w.i, {customer_col.format(t='e')}, {_group_select('e.grp', group_by)}, w.g, "
+           "CASE WHEN e.valued THEN w.g ELSE 0 END, e.num * w.g, e.num, e.num, "
            "CASE WHEN e.num IS NOT NULL THEN e.timestamp END, e.event_id, e.num")
+    raw_parts = "".join(f" UNION ALL {raw} {edge}" for edge in edges)
     return f"""
 SELECT i, customer_id, grp, sum(events), sum(valued), sum(total), min(min), max(max),
        (array_agg(latest_value ORDER BY latest_ts DESC, latest_id DESC)
             FILTER (WHERE latest_ts IS NOT NULL))[1]
 FROM (
     SELECT w.i, {customer_col.format(t="r")} AS customer_id,
-           {_group_select("r.grp", group_by)} AS grp, r.events, r.valued, r.total, r.min,
-           r.max, r.latest_ts, r.latest_id, r.latest_value
+           {_group_select("r.grp", group_by)} AS grp, r.events * w.g, r.valued * w.g,
+           r.total * w.g, r.min, r.max, r.latest_ts, r.latest_id, r.latest_value
     FROM {windows} AS w
     JOIN metering_usagerollup AS r ON r.meter_id = %(meter)s
          {rollup_customer} AND r.size = w.k AND r.bucket >= w.s AND r.bucket < w.e
     WHERE w.k > {RAW} AND {rollup_filter}
-    UNION ALL {raw} {edges}
+    {raw_parts}
     UNION ALL {raw} {tail}
-) AS parts GROUP BY i, customer_id, grp"""
+) AS parts (i, customer_id, grp, events, valued, total, min, max, latest_ts, latest_id,
+            latest_value)
+GROUP BY i, customer_id, grp"""
 
 
 def _watermark_hint() -> int:
@@ -326,17 +408,13 @@ def usage(*, meter: Meter, customer=None, start: datetime, end: datetime,
     group_by, filters = _validate_groups(meter, group_by, filters)
     windows = usage_windows(start=start, end=end, window=window,
                             window_time_zone=window_time_zone)
-    wi, ws, we, wk = [], [], [], []
-    for index, (window_start, window_end) in enumerate(windows):
-        for granularity, seg_start, seg_end in split_range(window_start, window_end):
-            wi.append(index)
-            ws.append(seg_start)
-            we.append(seg_end)
-            wk.append(granularity)
-    params = {"wi": wi, "ws": ws, "we": we, "wk": wk, "meter": meter.pk,
-              "tail_hint": _watermark_hint(),
-              "event_name": meter.event_name,
-              "customer": customer.pk if customer is not None else None}
+    params = window_params(
+        (index, size, seg_start, seg_end, 1)
+        for index, (window_start, window_end) in enumerate(windows)
+        for size, seg_start, seg_end in split_range(window_start, window_end))
+    params.update({"meter": meter.pk, "tail_hint": _watermark_hint(),
+                   "event_name": meter.event_name,
+                   "customer": customer.pk if customer is not None else None})
     per_customer = customer is not None or per_customer
     options = dict(meter=meter, per_customer=per_customer, customer_given=customer is not None,
                    group_by=group_by, filters=filters, params=params)

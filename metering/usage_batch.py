@@ -3,9 +3,10 @@
 ``usage_totals(meter=, customer=, ranges=[(start, end), ...])`` returns, for every range,
 exactly what :func:`metering.selectors.usage_total` returns for it, from one usage query (one
 snapshot) instead of two round trips per range: every range is split into whole days, whole
-hours and raw edges as metering's own ``usage`` does, and the pieces are tagged with the index of
-their range (the windows of metering's usage statement). Built on metering's SQL so rollups, the
-tail and the raw edges can never disagree with ``usage_total``.
+hours and raw edges as metering's own ``usage`` does (for sum, count and avg meters a long raw
+edge is read as its hour minus the rest of it: ``split_range_signed``), and the pieces are
+tagged with the index of their range (the windows of metering's usage statement). Built on
+metering's SQL so rollups, the tail and the raw edges can never disagree with ``usage_total``.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from billing_project.db import execute_prepared
 from billing_project.errors import InvalidInput
 from metering.models import Meter
 from metering.selectors import (
+    ADDITIVE,
     _usage_sql,
     _validate_groups,
     _value,
     _watermark_hint,
-    split_range,
+    split_range_signed,
+    window_params,
 )
 
 
@@ -44,24 +47,22 @@ def usage_totals(*, meter: Meter, customer, ranges: Sequence[tuple[datetime, dat
             raise InvalidInput("timeframe_start must be before timeframe_end.",
                                code="invalid_timeframe", field="timeframe_end")
     group_by, filters = _validate_groups(meter, (), filters)
-    wi, ws, we, wk = [], [], [], []
-    for index, (start, end) in enumerate(ranges):
-        for granularity, seg_start, seg_end in split_range(start, end):
-            wi.append(index)
-            ws.append(seg_start)
-            we.append(seg_end)
-            wk.append(granularity)
-    params = {"wi": wi, "ws": ws, "we": we, "wk": wk, "meter": meter.pk,
-              "tail_hint": _watermark_hint() if tail_hint is None else tail_hint,
-              "event_name": meter.event_name,
-              "customer": customer.pk if customer is not None else None}
+    additive = meter.aggregation in ADDITIVE
+    params = window_params(
+        (index, size, seg_start, seg_end, sign)
+        for index, (start, end) in enumerate(ranges)
+        for size, seg_start, seg_end, sign in split_range_signed(start, end, additive=additive))
+    params.update({"meter": meter.pk,
+                   "tail_hint": _watermark_hint() if tail_hint is None else tail_hint,
+                   "event_name": meter.event_name,
+                   "customer": customer.pk if customer is not None else None})
     given = customer is not None
     options = dict(meter=meter, per_customer=given, customer_given=given,
                    group_by=group_by, filters=filters, params=params)
     # Prepared: on the value endpoint's hot path, parsing this statement and quoting its
     # window arrays client-side cost more than running it.
     fetched = execute_prepared(_usage_sql(**options), params, fetch=True)
-    if meter.aggregation == Meter.Aggregation.UNIQUE_COUNT:
+    if meter.aggregation == Meter.Aggregation.UNIQUE_COUNT:  # never signed: not additive
         # As metering's usage: the distinct values come from their own rollups.
         distinct = {row[0]: row[3] for row in
                     execute_prepared(_usage_sql(unique=True, **options), params, fetch=True)}

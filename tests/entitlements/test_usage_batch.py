@@ -10,7 +10,7 @@ import pytest
 from billing_project.errors import InvalidInput
 from entitlements import selectors as ent_selectors
 from entitlements.models import BalanceSnapshot, Entitlement
-from metering import rollups, selectors
+from metering import rollups, selectors, services
 from metering.usage_batch import usage_totals
 from tests.entitlements.factories import FeatureFactory
 from tests.entitlements.test_metering_integration import _ingest_all
@@ -21,6 +21,7 @@ from tests.metering.test_selectors_usage_exact import (
     AGGREGATIONS,
     BASE,
     ingest_in_time_order,
+    random_amount,
     random_events,
     random_range,
     to_bodies,
@@ -47,9 +48,15 @@ def _compare(rng, meters, customers, rounds):
 
 
 @pytest.mark.django_db(transaction=True)  # compaction folds committed transactions only
-@pytest.mark.parametrize("seed", [1, 2])
-def test_usage_totals_equal_usage_total_per_range(seed, settings):
+@pytest.mark.parametrize(("seed", "scalar_raw_windows"), [(1, 8), (2, 8), (3, 0)],
+                         ids=["seed1", "seed2", "seed3-raw-windows-in-arrays"])
+def test_usage_totals_equal_usage_total_per_range(seed, scalar_raw_windows, settings,
+                                                  monkeypatch):
+    """Sum, count and avg ranges read long raw edges as their hour minus the rest of it
+    (split_range_signed); usage_total reads them raw. seed3: every raw window in the
+    statement's arrays (the form for many raw windows), none with its own bounds."""
     settings.METERING_COMPACT_INTERVAL = 10**9  # compact only where the test says so
+    monkeypatch.setattr(selectors, "MAX_SCALAR_RAW_WINDOWS", scalar_raw_windows)
     rng = random.Random(seed)
     customers = [CustomerFactory(), CustomerFactory()]
     meters = [MeterFactory(aggregation=agg, value_property="user" if agg == "unique_count"
@@ -61,6 +68,15 @@ def test_usage_totals_equal_usage_total_per_range(seed, settings):
     _compare(rng, meters, customers, 25)  # all in the tail
     rollups.compact()
     _compare(rng, meters, customers, 25)  # all folded
+    for ev in rng.sample(events[:200], 20):  # amended and deprecated after folding
+        if rng.random() < 0.5:
+            services.event_deprecate(event_id=ev["key"], actor="test", reason="test")
+        else:
+            props = {k: v for k, v in dict(ev["props"], amount=random_amount(rng)).items()
+                     if v is not None}
+            services.event_amend(event_id=ev["key"], event_name=ev["name"], properties=props,
+                                 timestamp=ev["ts"], customer_id=ev["customer"], actor="test")
+    _compare(rng, meters, customers, 25)
     ingest_in_time_order(bodies[200:])
     _compare(rng, meters, customers, 25)  # rollups and tail together
     # an old (lower) watermark hint changes nothing: the statement re-reads the watermark

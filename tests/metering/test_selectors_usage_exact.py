@@ -185,9 +185,13 @@ def compare(rng, meters, events, customers, rounds):
 
 
 @pytest.mark.django_db(transaction=True)  # compaction folds committed transactions only
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_usage_equals_raw_events(seed, settings):
+@pytest.mark.parametrize(("seed", "scalar_raw_windows"), [(1, 8), (2, 8), (3, 8), (4, 0)],
+                         ids=["seed1", "seed2", "seed3", "seed4-raw-windows-in-arrays"])
+def test_usage_equals_raw_events(seed, scalar_raw_windows, settings, monkeypatch):
+    """seed4: every raw window read through the statement's arrays (the form for more than
+    MAX_SCALAR_RAW_WINDOWS of them), none with bounds of its own."""
     settings.METERING_COMPACT_INTERVAL = 10**9  # compact only where the test says so
+    monkeypatch.setattr(selectors, "MAX_SCALAR_RAW_WINDOWS", scalar_raw_windows)
     rng = random.Random(seed)
     customers = [CustomerFactory(), CustomerFactory()]
     meters = [MeterFactory(aggregation=agg, value_property="user" if agg == "unique_count"
