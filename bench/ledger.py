@@ -100,10 +100,12 @@ def spread_decrement(customer):
 
 
 def main() -> None:
-    # Threads mostly wait on PostgreSQL; a short GIL switch interval keeps the thread that
-    # holds the ledger lock from waiting 5 ms behind others (BENCH_SWITCH_INTERVAL=0.005 for
-    # CPython's default).
-    sys.setswitchinterval(float(os.environ.get("BENCH_SWITCH_INTERVAL", "0.0005")))
+    # CPython's GIL switch interval (5 ms) unless BENCH_SWITCH_INTERVAL says otherwise: with
+    # the write path's 4 round trips a shorter one no longer helps the hot customer (the lock
+    # holder) and costs the spread run ~8% in GIL handoffs (0.5 ms: hot 702/s, spread 1,401/s;
+    # 5 ms: 679-704/s and 1,451-1,483/s, on one machine in one session).
+    if os.environ.get("BENCH_SWITCH_INTERVAL"):
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
     print(f"cpu calibration (10M-addition Python loop): {_common.cpu_calibration()} s")
     setup()
     from grants import selectors, services

@@ -17,7 +17,13 @@ from decimal import Decimal
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from billing_project.db import columns, execute_prepared, model_from_row, models_from_rows
+from billing_project.db import (
+    columns,
+    execute_prepared,
+    model_from_row,
+    models_from_rows,
+    new_instance,
+)
 from billing_project.errors import Conflict, InvalidInput, NotFound
 from grants.burn import BlockState, UsageContext, plan_deduction, plan_payoff
 from grants.models import CreditBlock, TopUp
@@ -89,8 +95,8 @@ class _Writer:
         ledger.last_sequence_number += 1
         starting = ledger.balance
         ledger.balance = starting + delta
-        entry = LedgerEntry(
-            ledger=ledger, customer_id=ledger.customer_id, currency=ledger.currency,
+        entry = new_instance(
+            LedgerEntry, ledger=ledger, customer_id=ledger.customer_id, currency=ledger.currency,
             sequence_number=ledger.last_sequence_number, entry_type=entry_type,
             entry_status=status, amount=amount, starting_balance=starting,
             ending_balance=ledger.balance, debt_after=ledger.debt, credit_block=block,

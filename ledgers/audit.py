@@ -1,5 +1,6 @@
 """record_action: the audit trail every staff or API write calls, inside its transaction."""
 
+from billing_project.db import new_instance
 from ledgers.models import ApiKey, AuditLog
 
 
@@ -33,8 +34,8 @@ def audit_record(*, actor, action: str, target, reason: str = "", data: dict | N
         target_id = str(target.pk)
     api_key = actor if isinstance(actor, ApiKey) else getattr(actor, "api_key", None)
     user = actor if getattr(actor, "_meta", None) and not isinstance(actor, ApiKey) else None
-    return AuditLog(
-        actor=actor_label(actor), user=user,
+    return new_instance(
+        AuditLog, actor=actor_label(actor), user=user,
         api_key=api_key if isinstance(api_key, ApiKey) else None,
         action=action, target_type=target_type, target_id=target_id, reason=reason or "",
         data=data or {},

@@ -64,3 +64,35 @@ def test_prepared_statements_survive_a_rollback(api):
                             fetch=True) == [(1,)]  # only this statement: the rest were dropped
     assert api.get(f"/v1/customers/{customer.pk}").status_code == 200
     assert execute_prepared("SELECT %s::int", [7], fetch=True) == [(7,)]
+
+
+def test_new_instance_equals_the_model_constructor():
+    from datetime import UTC, datetime
+
+    from billing_project.db import new_instance
+    from ledgers.models import AuditLog, LedgerEntry
+
+    customer = CustomerFactory()
+    block = increment(customer, "5")
+    ledger = block.ledger
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    values = dict(id="le_fixed", ledger=ledger, customer_id=customer.pk, currency="USD",
+                  sequence_number=9, entry_type="decrement", amount=Decimal("1.5"),
+                  starting_balance=Decimal(5), ending_balance=Decimal("3.5"),
+                  credit_block=block, hold=None, metadata={"a": 1}, created_at=at)
+    fast, regular = new_instance(LedgerEntry, **values), LedgerEntry(**values)
+    assert _all_values(fast) == _all_values(regular)
+    assert fast.credit_block is block and fast.ledger is ledger  # related objects cached
+    assert fast._state.adding and fast._state.db == regular._state.db
+    # defaults as the constructor's: a fresh id each time, entry_status, description None
+    audit = new_instance(AuditLog, actor="system", action="a", target_type="t",
+                         target_id="1")
+    other = AuditLog(actor="system", action="a", target_type="t", target_id="1")
+    assert audit.id.startswith("aud_") and audit.id != other.id
+    assert ({k: v for k, v in _all_values(audit).items() if k not in ("id", "created_at")}
+            == {k: v for k, v in _all_values(other).items() if k not in ("id", "created_at")})
+    assert new_instance(LedgerEntry).entry_status == "committed"
+    audit.save(force_insert=True)
+    assert AuditLog.objects.get(pk=audit.pk).target_id == "1"
+    with pytest.raises(TypeError):
+        new_instance(AuditLog, actor="system", no_such_field=1)
