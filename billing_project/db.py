@@ -21,10 +21,11 @@ def execute_prepared(sql: str, params, *, fetch: bool = False, binary: bool = Fa
     ``binary``: results in binary format, loaded by psycopg's C loaders (timestamps, numerics
     several times faster than Django's text loaders); JSON must then be selected as text, as
     ``columns`` does."""
-    connection.ensure_connection()
-    connection.validate_no_broken_transaction()
-    with connection.wrap_database_errors:
-        with psycopg.Cursor(connection.connection) as cursor:
+    db = connections[DEFAULT_DB_ALIAS]  # resolved once, not through the proxy per attribute
+    db.ensure_connection()
+    db.validate_no_broken_transaction()
+    with db.wrap_database_errors:
+        with psycopg.Cursor(db.connection) as cursor:
             cursor.execute(sql, params, prepare=True, binary=binary)
             return cursor.fetchall() if fetch else None
 

@@ -169,15 +169,21 @@ ADDITIVE = (Meter.Aggregation.SUM, Meter.Aggregation.COUNT, Meter.Aggregation.AV
 MAX_SCALAR_RAW_WINDOWS = 8
 
 
-def split_range_signed(start: datetime, end: datetime, *, additive: bool
-                       ) -> list[tuple[int, datetime, datetime, int]]:
+def split_range_signed(start: datetime, end: datetime, *, additive: bool,
+                       now: datetime | None = None) -> list[tuple[int, datetime, datetime, int]]:
     """``split_range`` with a sign per segment (size, s, e, sign).
 
     For additive aggregates (event count, value sum, valued count: sum, count and avg meters)
     a raw edge longer than half an hour is read as its whole hour (rollups + tail) minus the raw
-    events of the rest of that hour, so no edge reads more than half an hour of raw events. A
-    range ending now reads its current hour as the hour minus the events after now: usually
-    none. Otherwise every segment has the sign 1 and this is ``split_range``."""
+    events of the rest of that hour, so no edge reads more than half an hour of raw events.
+    With ``now``, time after it counts as holding no events (usually true, and exact either
+    way): the current hour of a range ending now is read as the hour minus its raw events
+    after now, unless the part before the edge is the longer. Otherwise every segment has the
+    sign 1 and this is ``split_range``."""
+
+    def past(a: datetime, b: datetime) -> timedelta:  # the raw events to read, by duration
+        return max(min(b, now) - a, timedelta(0)) if now is not None else b - a
+
     out = []
     for size, seg_start, seg_end in split_range(start, end):
         if not additive or size != RAW:
@@ -189,11 +195,12 @@ def split_range_signed(start: datetime, end: datetime, *, additive: bool
         parts = ([(seg_start, boundary), (boundary, seg_end)] if boundary < seg_end
                  else [(seg_start, seg_end)])
         for part_start, part_end in parts:
-            if part_end - part_start <= timedelta(minutes=30):
-                out.append((RAW, part_start, part_end, 1))
-                continue
             hour = _floor(part_start, HOUR)
             following = hour + timedelta(seconds=HOUR)
+            if (past(hour, part_start) + past(part_end, following)
+                    >= past(part_start, part_end)):  # the raw part is no longer: read it
+                out.append((RAW, part_start, part_end, 1))
+                continue
             out.append((HOUR, hour, following, 1))
             if hour < part_start:
                 out.append((RAW, hour, part_start, -1))

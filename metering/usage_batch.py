@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
+from django.utils import timezone
+
 from billing_project.db import execute_prepared
 from billing_project.errors import InvalidInput
 from metering.models import Meter
@@ -47,11 +49,12 @@ def usage_totals(*, meter: Meter, customer, ranges: Sequence[tuple[datetime, dat
             raise InvalidInput("timeframe_start must be before timeframe_end.",
                                code="invalid_timeframe", field="timeframe_end")
     group_by, filters = _validate_groups(meter, (), filters)
-    additive = meter.aggregation in ADDITIVE
+    additive, now = meter.aggregation in ADDITIVE, timezone.now()
     params = window_params(
         (index, size, seg_start, seg_end, sign)
         for index, (start, end) in enumerate(ranges)
-        for size, seg_start, seg_end, sign in split_range_signed(start, end, additive=additive))
+        for size, seg_start, seg_end, sign in split_range_signed(start, end, additive=additive,
+                                                                 now=now))
     params.update({"meter": meter.pk,
                    "tail_hint": _watermark_hint() if tail_hint is None else tail_hint,
                    "event_name": meter.event_name,

@@ -6,6 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+import time_machine
 
 from billing_project.errors import InvalidInput
 from entitlements import selectors as ent_selectors
@@ -20,6 +21,7 @@ from tests.metering.factories import MeterFactory, event, ingest
 from tests.metering.test_selectors_usage_exact import (
     AGGREGATIONS,
     BASE,
+    SPAN,
     ingest_in_time_order,
     random_amount,
     random_events,
@@ -28,12 +30,17 @@ from tests.metering.test_selectors_usage_exact import (
 )
 
 
-def _compare(rng, meters, customers, rounds):
+def _compare(rng, meters, customers, rounds, now=None):
+    """``now``: ranges end around it (as the value endpoint's, which end now)."""
     for _ in range(rounds):
         meter = rng.choice(meters)
         customer = rng.choice(customers + [None])
         filters = rng.choice([None, {}, {"region": "eu"}])
         ranges = [random_range(rng) for _ in range(rng.randint(1, 8))]
+        if now is not None:
+            ranges = [(now - timedelta(seconds=rng.randint(1, 40_000)),
+                       now + timedelta(seconds=rng.randint(-1200, 1200)) * rng.randint(0, 1))
+                      for _ in range(rng.randint(1, 4))]
         if rng.random() < 0.3:  # contiguous pieces, as the segments of a burn
             cuts = sorted({t for r in ranges for t in r})
             ranges = list(zip(cuts[:-1], cuts[1:], strict=True))
@@ -79,6 +86,12 @@ def test_usage_totals_equal_usage_total_per_range(seed, scalar_raw_windows, sett
     _compare(rng, meters, customers, 25)
     ingest_in_time_order(bodies[200:])
     _compare(rng, meters, customers, 25)  # rollups and tail together
+    # "now" inside the events' span: edges reaching it are read as their hour minus what
+    # follows, and events after now (here: plenty) still count exactly
+    now = BASE + SPAN / 2 + timedelta(minutes=23, seconds=17)  # not on an hour
+    with time_machine.travel(now, tick=False):
+        _compare(rng, meters, customers, 25)
+        _compare(rng, meters, customers, 25, now=now)
     # an old (lower) watermark hint changes nothing: the statement re-reads the watermark
     meter, customer = meters[0], customers[0]
     ranges = [random_range(rng) for _ in range(5)]

@@ -40,6 +40,23 @@ def test_table(start, end, expected):
     assert split_range_signed(start, end, additive=True) == expected
 
 
+@pytest.mark.parametrize(("start", "end", "now", "expected"), [
+    # a range ending now: the current hour minus what lies after now (nothing to read)
+    (at(0), at(10), at(10), [(HOUR, at(0), at(60), 1), (RAW, at(10), at(60), -1)]),
+    (at(-30), at(10), at(10), [(RAW, at(-30), at(0), 1), (HOUR, at(0), at(60), 1),
+                               (RAW, at(10), at(60), -1)]),
+    # unless the part of the hour before the edge is the longer
+    (at(20), at(25), at(25), [(RAW, at(20), at(25), 1)]),
+    (at(5), at(25), at(25), [(HOUR, at(0), at(60), 1), (RAW, at(0), at(5), -1),
+                             (RAW, at(25), at(60), -1)]),
+    # edges wholly in the past follow the half-hour rule
+    (at(0), at(10), at(200), [(RAW, at(0), at(10), 1)]),
+    (at(0), at(40), at(200), [(HOUR, at(0), at(60), 1), (RAW, at(40), at(60), -1)]),
+])
+def test_table_with_now(start, end, now, expected):
+    assert split_range_signed(start, end, additive=True, now=now) == expected
+
+
 def test_not_additive_is_split_range():
     rng = random.Random(7)
     for _ in range(200):
@@ -57,14 +74,15 @@ def test_signed_pieces_cover_the_range_exactly():
     for _ in range(300):
         start = T + timedelta(microseconds=rng.randrange(-10**11, 10**11))
         end = start + timedelta(microseconds=rng.randrange(1, 2 * 86400 * 10**6))
-        pieces = split_range_signed(start, end, additive=True)
+        now = rng.choice([None, start + (end - start) * rng.random(), end])
+        pieces = split_range_signed(start, end, additive=True, now=now)
         cuts = sorted({t for _, s, e, _ in pieces for t in (s, e)} | {start, end})
         for t in [*cuts, *(a + (b - a) / 2 for a, b in zip(cuts, cuts[1:]))]:
             covered = sum(sign for _, s, e, sign in pieces if s <= t < e)
             assert covered == (1 if start <= t < end else 0), (start, end, t, pieces)
         for size, s, e, sign in pieces:
             assert size in (RAW, HOUR, DAY)
-            if size == RAW:
+            if size == RAW and now is None:
                 assert e - s <= timedelta(minutes=30), (start, end, pieces)
             if sign == -1:
                 assert size == RAW
