@@ -1,13 +1,32 @@
 """Opaque, time-ordered ids with a resource prefix: `cus_01jd3k...` (ULID body)."""
 
 import os
+import threading
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 
+# Random bytes come from os.urandom 4 KB at a time: a call per id is a system call that
+# releases the GIL, and with many threads (a worker writing ledger entries) each release hands
+# the GIL away and waits to get it back. The pool is emptied in a forked child, so parent and
+# child never share bytes.
+_POOL_SIZE = 4096
+_pool = {"bytes": b"", "at": 0}
+_pool_lock = threading.Lock()
+os.register_at_fork(after_in_child=lambda: _pool.update(bytes=b"", at=0))
+
+
+def _random_80_bits() -> int:
+    with _pool_lock:
+        at = _pool["at"]
+        if at + 10 > len(_pool["bytes"]):
+            _pool["bytes"], at = os.urandom(_POOL_SIZE), 0
+        _pool["at"] = at + 10
+        return int.from_bytes(_pool["bytes"][at:at + 10], "big")
+
 
 def new_id(prefix: str) -> str:
-    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    value = (int(time.time() * 1000) << 80) | _random_80_bits()
     chars = []
     for _ in range(26):
         chars.append(_ALPHABET[value & 31])
