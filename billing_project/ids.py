@@ -8,12 +8,20 @@ _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 
 # Random bytes come from os.urandom 4 KB at a time: a call per id is a system call that
 # releases the GIL, and with many threads (a worker writing ledger entries) each release hands
-# the GIL away and waits to get it back. The pool is emptied in a forked child, so parent and
-# child never share bytes.
+# the GIL away and waits to get it back. A forked child starts with an empty pool (parent and
+# child never share bytes) and a new lock (another thread may have held it at the fork).
 _POOL_SIZE = 4096
 _pool = {"bytes": b"", "at": 0}
 _pool_lock = threading.Lock()
-os.register_at_fork(after_in_child=lambda: _pool.update(bytes=b"", at=0))
+
+
+def _after_fork_in_child() -> None:
+    global _pool_lock
+    _pool_lock = threading.Lock()
+    _pool.update(bytes=b"", at=0)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _random_80_bits() -> int:

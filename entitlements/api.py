@@ -3,6 +3,8 @@ selectors."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import django_filters
 from django.db import transaction
 from django.db.models import Prefetch, Q
@@ -329,14 +331,22 @@ def _bool_param(request, name: str, default: bool = False) -> bool:
     raise ValidationError({name: ["Must be true or false."]})
 
 
+# Reads run usage periods and recurrences forward from the time asked for: a year of room
+# before the end of the calendar datetime can represent (9999-12-31).
+LATEST_READ_TIME = datetime(9999, 1, 1, tzinfo=UTC)
+
+
 def _time_param(request, name: str):
     raw = request.query_params.get(name)
     if raw in (None, ""):
         return None
     try:
-        return parse_timestamp(raw)
+        value = parse_timestamp(raw)
     except ValueError as exc:
         raise ValidationError({name: [str(exc)]}) from None
+    if value >= LATEST_READ_TIME:
+        raise ValidationError({name: ["Times from 9999-01-01T00:00:00Z on are not supported."]})
+    return value
 
 
 def _entitlements_qs():

@@ -134,13 +134,17 @@ def usage_windows(*, start: datetime, end: datetime, window: str | None,
 
 def _ceil(value: datetime, seconds: int) -> datetime:
     floor = _floor(value, seconds)
-    return floor if floor == value else floor + timedelta(seconds=seconds)
+    if floor == value:
+        return floor
+    try:
+        return floor + timedelta(seconds=seconds)
+    except OverflowError:  # past 9999-12-31: later than any bound
+        return datetime.max.replace(tzinfo=UTC)
 
 
 def _floor(value: datetime, seconds: int) -> datetime:
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    whole = int((value - epoch).total_seconds() // seconds) * seconds
-    return epoch + timedelta(seconds=whole)
+    epoch, size = datetime(1970, 1, 1, tzinfo=UTC), timedelta(seconds=seconds)
+    return epoch + (value - epoch) // size * size  # integer arithmetic: exact to the µs
 
 
 def _split_hours(start: datetime, end: datetime) -> list[tuple[int, datetime, datetime]]:
@@ -191,14 +195,20 @@ def split_range_signed(start: datetime, end: datetime, *, additive: bool,
             continue
         # a raw segment lies within one hour, or within two when it crosses one boundary
         # (split_range leaves [10:20, 11:40) raw): one part per hour
-        boundary = _floor(seg_start, HOUR) + timedelta(seconds=HOUR)
+        try:
+            boundary = _floor(seg_start, HOUR) + timedelta(seconds=HOUR)
+        except OverflowError:  # the last hour of year 9999: no boundary follows
+            boundary = seg_end
         parts = ([(seg_start, boundary), (boundary, seg_end)] if boundary < seg_end
                  else [(seg_start, seg_end)])
         for part_start, part_end in parts:
             hour = _floor(part_start, HOUR)
-            following = hour + timedelta(seconds=HOUR)
-            if (past(hour, part_start) + past(part_end, following)
-                    >= past(part_start, part_end)):  # the raw part is no longer: read it
+            try:
+                following = hour + timedelta(seconds=HOUR)
+            except OverflowError:  # the last hour of year 9999
+                following = None
+            if following is None or (past(hour, part_start) + past(part_end, following)
+                                     >= past(part_start, part_end)):  # no longer: read it
                 out.append((RAW, part_start, part_end, 1))
                 continue
             out.append((HOUR, hour, following, 1))

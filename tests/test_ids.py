@@ -2,6 +2,7 @@
 
 import os
 import re
+import signal
 import threading
 import time
 
@@ -18,7 +19,7 @@ def test_format_and_time_order():
     assert first < second  # the millisecond timestamp leads
 
 
-def test_unique_across_threads_and_pool_refills():
+def test_unique_across_pool_refills_in_threads():
     made: list[list[str]] = [[] for _ in range(4)]
 
     def work(out):
@@ -48,3 +49,21 @@ def test_a_forked_child_does_not_reuse_the_parents_random_bytes():
     os.waitpid(pid, 0)
     parent = {ids.new_id("le")[-16:] for _ in range(50)}
     assert len(child) == 50 and not child & parent
+
+
+def test_a_child_forked_while_the_pool_is_locked_still_makes_ids():
+    """Another thread may be refilling the pool (holding its lock) when a thread forks."""
+    read, write = os.pipe()
+    with ids._pool_lock:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                signal.alarm(5)  # a deadlocked child ends here, not in a hung test run
+                os.write(write, ids.new_id("le").encode())
+            finally:
+                os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        made = pipe.read()
+    os.waitpid(pid, 0)
+    assert ID.match(made)

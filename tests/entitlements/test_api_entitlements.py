@@ -268,6 +268,11 @@ def test_bad_input_writes_nothing(api, world):
                             {"effective_at": format_timestamp(now - timedelta(hours=2))}),
                    400, "reset_before_current_period")
     assert_problem(api.get(f"{base}/{ent['id']}/value", {"time": "yesterday"}), 400)
+    for far in ("9999-12-31T23:30:00Z", "9999-01-01T00:00:00Z"):  # no room for periods
+        assert_problem(api.get(f"{base}/{ent['id']}/value", {"time": far}), 400)
+        assert_problem(api.get(f"{base}/{ent['id']}/history", {"to": far}), 400)
+    assert api.get(f"{base}/{ent['id']}/value",
+                   {"time": "9998-12-31T23:30:00Z"}).status_code == 200
     assert_problem(api.get(f"{base}/{ent['id']}/history", {"window_size": "week"}), 400)
     assert_problem(api.get(f"{base}/sso/history"), 404)
 

@@ -38,9 +38,9 @@ def _compare(rng, meters, customers, rounds, now=None):
         filters = rng.choice([None, {}, {"region": "eu"}])
         ranges = [random_range(rng) for _ in range(rng.randint(1, 8))]
         if now is not None:
-            ranges = [(now - timedelta(seconds=rng.randint(1, 40_000)),
-                       now + timedelta(seconds=rng.randint(-1200, 1200)) * rng.randint(0, 1))
-                      for _ in range(rng.randint(1, 4))]
+            ends = [now + timedelta(seconds=rng.randint(-1200, 1200)) * rng.randint(0, 1)
+                    for _ in range(rng.randint(1, 4))]
+            ranges = [(end - timedelta(seconds=rng.randint(1, 40_000)), end) for end in ends]
         if rng.random() < 0.3:  # contiguous pieces, as the segments of a burn
             cuts = sorted({t for r in ranges for t in r})
             ranges = list(zip(cuts[:-1], cuts[1:], strict=True))
@@ -97,6 +97,40 @@ def test_usage_totals_equal_usage_total_per_range(seed, scalar_raw_windows, sett
     ranges = [random_range(rng) for _ in range(5)]
     assert usage_totals(meter=meter, customer=customer, ranges=ranges, tail_hint=0) == \
         usage_totals(meter=meter, customer=customer, ranges=ranges)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("aggregation", "raw_read"), [("sum", False), ("count", False),
+                                                       ("avg", False), ("max", True)])
+def test_the_current_hour_is_read_as_the_hour_minus_what_follows_now(aggregation, raw_read,
+                                                                     monkeypatch):
+    """The value endpoint's ranges end now: for additive meters the partial current hour
+    comes from its rollups and tail, and only the events after now are read raw."""
+    import metering.usage_batch as usage_batch
+
+    pieces = []
+
+    def recording(given):
+        given = list(given)
+        pieces.extend(given)
+        return selectors.window_params(given)
+
+    monkeypatch.setattr(usage_batch, "window_params", recording)
+    meter = MeterFactory(aggregation=aggregation, value_property="amount")
+    customer = CustomerFactory()
+    now = BASE + timedelta(minutes=50)
+    ingest(event(customer, ts=BASE + timedelta(minutes=10), amount=4), now=now)  # in the tail
+    with time_machine.travel(now, tick=False):
+        total = usage_totals(meter=meter, customer=customer,
+                             ranges=[(BASE - timedelta(hours=30), now)])
+    assert total == [selectors.usage_total(meter=meter, customer=customer,
+                                           start=BASE - timedelta(hours=30), end=now)]
+    assert total[0] == (1 if aggregation == "count" else 4)
+    raw = [(s, e, sign) for _, size, s, e, sign in pieces if size == selectors.RAW]
+    if raw_read:  # max cannot subtract: the partial hour is read raw
+        assert raw == [(BASE, now, 1)]
+    else:
+        assert raw == [(now, BASE + timedelta(hours=1), -1)]
 
 
 @pytest.mark.django_db

@@ -57,6 +57,20 @@ def test_table_with_now(start, end, now, expected):
     assert split_range_signed(start, end, additive=True, now=now) == expected
 
 
+def test_the_last_hour_of_the_calendar_is_read_raw():
+    end = datetime(9999, 12, 31, 23, 50, tzinfo=UTC)
+    assert split_range_signed(end - timedelta(days=40), end, additive=True)[-1] == (
+        RAW, datetime(9999, 12, 31, 23, tzinfo=UTC), end, 1)
+    assert split_range_signed(end - timedelta(minutes=45), end, additive=True) == [
+        (RAW, end - timedelta(minutes=45), end, 1)]
+
+
+def test_hour_floor_is_exact_far_from_1970():
+    value = datetime(2516, 6, 1, 10, 59, 59, 999999, tzinfo=UTC)
+    assert split_range_signed(value, value + timedelta(minutes=41), additive=True)[0] == (
+        RAW, value, datetime(2516, 6, 1, 11, tzinfo=UTC), 1)
+
+
 def test_not_additive_is_split_range():
     rng = random.Random(7)
     for _ in range(200):
