@@ -139,7 +139,7 @@ def _ceil(value: datetime, seconds: int) -> datetime:
     try:
         return floor + timedelta(seconds=seconds)
     except OverflowError:  # past 9999-12-31: later than any bound
-        return datetime.max.replace(tzinfo=UTC)
+        return _CALENDAR_END
 
 
 def _floor(value: datetime, seconds: int) -> datetime:
@@ -169,17 +169,30 @@ def split_range(start: datetime, end: datetime) -> list[tuple[int, datetime, dat
     return [*_split_hours(start, d0), (DAY, d0, d1), *_split_hours(d1, end)]
 
 
-ADDITIVE = (Meter.Aggregation.SUM, Meter.Aggregation.COUNT, Meter.Aggregation.AVG)
+# Aggregations computed from the event count, the valued count and the sum alone, which a
+# negative window subtracts exactly. (Not entitlements' ADDITIVE_AGGREGATIONS, the values that
+# add up across ranges: avg is here, not there.)
+SUBTRACTABLE_AGGREGATIONS = (Meter.Aggregation.SUM, Meter.Aggregation.COUNT,
+                             Meter.Aggregation.AVG)
 MAX_SCALAR_RAW_WINDOWS = 8
+_CALENDAR_END = datetime.max.replace(tzinfo=UTC)
 
 
-def split_range_signed(start: datetime, end: datetime, *, additive: bool,
+def _following_hour(value: datetime) -> datetime:
+    """The end of the UTC hour holding ``value`` (the calendar's end in its last hour)."""
+    try:
+        return _floor(value, HOUR) + timedelta(seconds=HOUR)
+    except OverflowError:
+        return _CALENDAR_END
+
+
+def split_range_signed(start: datetime, end: datetime, *, subtractable: bool,
                        now: datetime | None = None) -> list[tuple[int, datetime, datetime, int]]:
     """``split_range`` with a sign per segment (size, s, e, sign).
 
-    For additive aggregates (event count, value sum, valued count: sum, count and avg meters)
-    a raw edge longer than half an hour is read as its whole hour (rollups + tail) minus the raw
-    events of the rest of that hour, so no edge reads more than half an hour of raw events.
+    For ``subtractable`` aggregations (SUBTRACTABLE_AGGREGATIONS) a raw edge longer than half
+    an hour is read as its whole hour (rollups + tail) minus the raw events of the rest of that
+    hour, so no edge reads more than half an hour of raw events.
     With ``now``, time after it counts as holding no events (usually true, and exact either
     way): the current hour of a range ending now is read as the hour minus its raw events
     after now, unless the part before the edge is the longer. Otherwise every segment has the
@@ -190,25 +203,18 @@ def split_range_signed(start: datetime, end: datetime, *, additive: bool,
 
     out = []
     for size, seg_start, seg_end in split_range(start, end):
-        if not additive or size != RAW:
+        if not subtractable or size != RAW:
             out.append((size, seg_start, seg_end, 1))
             continue
         # a raw segment lies within one hour, or within two when it crosses one boundary
         # (split_range leaves [10:20, 11:40) raw): one part per hour
-        try:
-            boundary = _floor(seg_start, HOUR) + timedelta(seconds=HOUR)
-        except OverflowError:  # the last hour of year 9999: no boundary follows
-            boundary = seg_end
+        boundary = _following_hour(seg_start)
         parts = ([(seg_start, boundary), (boundary, seg_end)] if boundary < seg_end
                  else [(seg_start, seg_end)])
         for part_start, part_end in parts:
-            hour = _floor(part_start, HOUR)
-            try:
-                following = hour + timedelta(seconds=HOUR)
-            except OverflowError:  # the last hour of year 9999
-                following = None
-            if following is None or (past(hour, part_start) + past(part_end, following)
-                                     >= past(part_start, part_end)):  # no longer: read it
+            hour, following = _floor(part_start, HOUR), _following_hour(part_start)
+            if following == _CALENDAR_END or (past(hour, part_start) + past(part_end, following)
+                                              >= past(part_start, part_end)):  # no longer: raw
                 out.append((RAW, part_start, part_end, 1))
                 continue
             out.append((HOUR, hour, following, 1))
@@ -217,6 +223,17 @@ def split_range_signed(start: datetime, end: datetime, *, additive: bool,
             if part_end < following:
                 out.append((RAW, part_end, following, -1))
     return out
+
+
+def usage_params(pieces, *, meter: Meter, customer, tail_hint: int | None = None) -> dict:
+    """Parameters of ``_usage_sql``: the windows (``window_params``), the meter, the customer
+    (None: all) and the rollup watermark hint (read now when not given)."""
+    params = window_params(pieces)
+    params.update({"meter": meter.pk,
+                   "tail_hint": _watermark_hint() if tail_hint is None else tail_hint,
+                   "event_name": meter.event_name,
+                   "customer": customer.pk if customer is not None else None})
+    return params
 
 
 def window_params(pieces) -> dict:
@@ -285,12 +302,11 @@ def _usage_sql(meter: Meter, *, per_customer: bool, customer_given: bool, group_
     """One statement (one snapshot): rollups of whole days and hours + the tail (events at or
     above the watermark) in those + every raw event in the partial hours at the edges.
 
-    ``params`` come from ``window_params``. Every window has a sign: event counts, valued
+    ``params`` come from ``usage_params``. Every window has a sign: event counts, valued
     counts and sums are multiplied by it (negative windows only come from
-    ``split_range_signed`` for additive aggregates; min, max and latest would be wrong there)."""
-    if (not unique and meter.aggregation not in ADDITIVE and -1 in params["wg"]) or (
-            unique and -1 in params["wg"]):
-        raise ValueError("negative windows need an additive aggregation")
+    ``split_range_signed``; min, max, latest and distinct values cannot be subtracted)."""
+    if -1 in params["wg"] and (unique or meter.aggregation not in SUBTRACTABLE_AGGREGATIONS):
+        raise ValueError(f"{meter.aggregation} usage cannot subtract a window")
     expr = meter_sql(meter)
     customer_col = "{t}.customer_id" if per_customer else "NULL::text"
     rollup_customer = "AND r.customer_id = %(customer)s" if customer_given else ""
@@ -425,13 +441,10 @@ def usage(*, meter: Meter, customer=None, start: datetime, end: datetime,
     group_by, filters = _validate_groups(meter, group_by, filters)
     windows = usage_windows(start=start, end=end, window=window,
                             window_time_zone=window_time_zone)
-    params = window_params(
-        (index, size, seg_start, seg_end, 1)
-        for index, (window_start, window_end) in enumerate(windows)
-        for size, seg_start, seg_end in split_range(window_start, window_end))
-    params.update({"meter": meter.pk, "tail_hint": _watermark_hint(),
-                   "event_name": meter.event_name,
-                   "customer": customer.pk if customer is not None else None})
+    params = usage_params(((index, size, seg_start, seg_end, 1)
+                           for index, (window_start, window_end) in enumerate(windows)
+                           for size, seg_start, seg_end in split_range(window_start, window_end)),
+                          meter=meter, customer=customer)
     per_customer = customer is not None or per_customer
     options = dict(meter=meter, per_customer=per_customer, customer_given=customer is not None,
                    group_by=group_by, filters=filters, params=params)

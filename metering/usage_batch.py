@@ -21,13 +21,12 @@ from billing_project.db import execute_prepared
 from billing_project.errors import InvalidInput
 from metering.models import Meter
 from metering.selectors import (
-    ADDITIVE,
+    SUBTRACTABLE_AGGREGATIONS,
     _usage_sql,
     _validate_groups,
     _value,
-    _watermark_hint,
     split_range_signed,
-    window_params,
+    usage_params,
 )
 
 
@@ -49,23 +48,19 @@ def usage_totals(*, meter: Meter, customer, ranges: Sequence[tuple[datetime, dat
             raise InvalidInput("timeframe_start must be before timeframe_end.",
                                code="invalid_timeframe", field="timeframe_end")
     group_by, filters = _validate_groups(meter, (), filters)
-    additive, now = meter.aggregation in ADDITIVE, timezone.now()
-    params = window_params(
-        (index, size, seg_start, seg_end, sign)
-        for index, (start, end) in enumerate(ranges)
-        for size, seg_start, seg_end, sign in split_range_signed(start, end, additive=additive,
-                                                                 now=now))
-    params.update({"meter": meter.pk,
-                   "tail_hint": _watermark_hint() if tail_hint is None else tail_hint,
-                   "event_name": meter.event_name,
-                   "customer": customer.pk if customer is not None else None})
+    subtractable, now = meter.aggregation in SUBTRACTABLE_AGGREGATIONS, timezone.now()
+    params = usage_params(((index, size, seg_start, seg_end, sign)
+                           for index, (start, end) in enumerate(ranges)
+                           for size, seg_start, seg_end, sign in split_range_signed(
+                               start, end, subtractable=subtractable, now=now)),
+                          meter=meter, customer=customer, tail_hint=tail_hint)
     given = customer is not None
     options = dict(meter=meter, per_customer=given, customer_given=given,
                    group_by=group_by, filters=filters, params=params)
     # Prepared: on the value endpoint's hot path, parsing this statement and quoting its
     # window arrays client-side cost more than running it.
     fetched = execute_prepared(_usage_sql(**options), params, fetch=True)
-    if meter.aggregation == Meter.Aggregation.UNIQUE_COUNT:  # never signed: not additive
+    if meter.aggregation == Meter.Aggregation.UNIQUE_COUNT:  # never signed: cannot subtract
         # As metering's usage: the distinct values come from their own rollups.
         distinct = {row[0]: row[3] for row in
                     execute_prepared(_usage_sql(unique=True, **options), params, fetch=True)}

@@ -104,23 +104,22 @@ def test_usage_totals_equal_usage_total_per_range(seed, scalar_raw_windows, sett
                                                        ("avg", False), ("max", True)])
 def test_the_current_hour_is_read_as_the_hour_minus_what_follows_now(aggregation, raw_read,
                                                                      monkeypatch):
-    """The value endpoint's ranges end now: for additive meters the partial current hour
-    comes from its rollups and tail, and only the events after now are read raw."""
-    import metering.usage_batch as usage_batch
-
+    """The value endpoint's ranges end now: for sum, count and avg meters the partial current
+    hour comes from its rollups and tail, and only the events after now are read raw."""
     pieces = []
+    window_params = selectors.window_params
 
     def recording(given):
         given = list(given)
         pieces.extend(given)
-        return selectors.window_params(given)
+        return window_params(given)
 
-    monkeypatch.setattr(usage_batch, "window_params", recording)
     meter = MeterFactory(aggregation=aggregation, value_property="amount")
     customer = CustomerFactory()
     now = BASE + timedelta(minutes=50)
     ingest(event(customer, ts=BASE + timedelta(minutes=10), amount=4), now=now)  # in the tail
-    with time_machine.travel(now, tick=False):
+    with time_machine.travel(now, tick=False), monkeypatch.context() as patch:
+        patch.setattr(selectors, "window_params", recording)
         total = usage_totals(meter=meter, customer=customer,
                              ranges=[(BASE - timedelta(hours=30), now)])
     assert total == [selectors.usage_total(meter=meter, customer=customer,

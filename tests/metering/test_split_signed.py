@@ -37,7 +37,7 @@ def at(minutes: int) -> datetime:
                        (HOUR, at(60), at(180), 1), (RAW, at(180), at(185), 1)]),
 ])
 def test_table(start, end, expected):
-    assert split_range_signed(start, end, additive=True) == expected
+    assert split_range_signed(start, end, subtractable=True) == expected
 
 
 @pytest.mark.parametrize(("start", "end", "now", "expected"), [
@@ -54,20 +54,20 @@ def test_table(start, end, expected):
     (at(0), at(40), at(200), [(HOUR, at(0), at(60), 1), (RAW, at(40), at(60), -1)]),
 ])
 def test_table_with_now(start, end, now, expected):
-    assert split_range_signed(start, end, additive=True, now=now) == expected
+    assert split_range_signed(start, end, subtractable=True, now=now) == expected
 
 
 def test_the_last_hour_of_the_calendar_is_read_raw():
     end = datetime(9999, 12, 31, 23, 50, tzinfo=UTC)
-    assert split_range_signed(end - timedelta(days=40), end, additive=True)[-1] == (
+    assert split_range_signed(end - timedelta(days=40), end, subtractable=True)[-1] == (
         RAW, datetime(9999, 12, 31, 23, tzinfo=UTC), end, 1)
-    assert split_range_signed(end - timedelta(minutes=45), end, additive=True) == [
+    assert split_range_signed(end - timedelta(minutes=45), end, subtractable=True) == [
         (RAW, end - timedelta(minutes=45), end, 1)]
 
 
 def test_hour_floor_is_exact_far_from_1970():
     value = datetime(2516, 6, 1, 10, 59, 59, 999999, tzinfo=UTC)
-    assert split_range_signed(value, value + timedelta(minutes=41), additive=True)[0] == (
+    assert split_range_signed(value, value + timedelta(minutes=41), subtractable=True)[0] == (
         RAW, value, datetime(2516, 6, 1, 11, tzinfo=UTC), 1)
 
 
@@ -76,7 +76,7 @@ def test_not_additive_is_split_range():
     for _ in range(200):
         start = T + timedelta(seconds=rng.randrange(-10**6, 10**6))
         end = start + timedelta(microseconds=rng.randrange(1, 3 * 86400 * 10**6))
-        assert split_range_signed(start, end, additive=False) == [
+        assert split_range_signed(start, end, subtractable=False) == [
             (size, s, e, 1) for size, s, e in split_range(start, end)]
 
 
@@ -89,7 +89,7 @@ def test_signed_pieces_cover_the_range_exactly():
         start = T + timedelta(microseconds=rng.randrange(-10**11, 10**11))
         end = start + timedelta(microseconds=rng.randrange(1, 2 * 86400 * 10**6))
         now = rng.choice([None, start + (end - start) * rng.random(), end])
-        pieces = split_range_signed(start, end, additive=True, now=now)
+        pieces = split_range_signed(start, end, subtractable=True, now=now)
         cuts = sorted({t for _, s, e, _ in pieces for t in (s, e)} | {start, end})
         for t in [*cuts, *(a + (b - a) / 2 for a, b in zip(cuts, cuts[1:]))]:
             covered = sum(sign for _, s, e, sign in pieces if s <= t < e)
